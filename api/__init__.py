@@ -1,0 +1,1 @@
+"""StreamFlow churn-prediction API (FastAPI on uvicorn), instrumented for Prometheus."""

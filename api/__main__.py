@@ -1,0 +1,34 @@
+"""Run the API: `python -m api` (host, port and workers from STREAMFLOW_API_*).
+
+With more than one worker, prometheus_client's multiprocess mode is switched on here, before
+any worker imports it: a clean PROMETHEUS_MULTIPROC_DIR, shared by the workers.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import uvicorn
+
+from streamflow.logs import configure_logging
+from streamflow.settings import get_settings
+
+
+def main() -> None:
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    if settings.api_workers > 1:
+        multiproc_dir = str(settings.prometheus_multiproc_dir)
+        shutil.rmtree(multiproc_dir, ignore_errors=True)  # stale files from a previous run would add up
+        os.makedirs(multiproc_dir)
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = multiproc_dir
+    uvicorn.run(
+        "api.main:create_app", factory=True, host=settings.api_host, port=settings.api_port,
+        workers=settings.api_workers, log_config=None, access_log=False,
+        timeout_graceful_shutdown=10,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,54 @@
+"""Builds the FastAPI app: settings, metrics, serving state, routes, error handlers."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from prometheus_client import CollectorRegistry
+
+from api.metrics import ApiMetrics, PrometheusMiddleware
+from api.routes import health, predict
+from api.serving import ServingState
+from streamflow import __version__
+from streamflow.logs import configure_logging
+from streamflow.settings import Settings, get_settings
+
+log = logging.getLogger("streamflow.api")
+
+
+def create_app(settings: Settings | None = None, registry: CollectorRegistry | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    multiproc_dir = settings.prometheus_multiproc_dir if settings.api_workers > 1 else None
+    metrics = ApiMetrics(registry or CollectorRegistry(), multiproc_dir)
+    serving = ServingState(settings, metrics)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        serving.load()
+        yield
+        metrics.mark_worker_dead()
+
+    app = FastAPI(
+        title="StreamFlow churn API",
+        version=__version__,
+        description="Churn predictions from Feast online features, with Prometheus metrics.",
+        lifespan=lifespan,
+    )
+    app.state.settings, app.state.metrics, app.state.serving = settings, metrics, serving
+    app.include_router(predict.router)
+    app.include_router(health.router)
+
+    @app.exception_handler(Exception)
+    async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+        # Logged with its traceback for operators; the client gets no internals.
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return JSONResponse({"detail": "internal error; see the API logs"}, status_code=500)
+
+    if settings.metrics_enabled:
+        app.add_middleware(PrometheusMiddleware, metrics=metrics)
+    return app

@@ -1,0 +1,1 @@
+"""StreamFlow batch jobs: demo data, bootstrap (Feast apply + materialize), training, drift."""

@@ -1,0 +1,3 @@
+from jobs.drift.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,101 @@
+"""The snapshot database: SQLAlchemy table definitions derived from the feature schema.
+
+One table per feature group, keyed by (user_id, as_of), plus `labels(user_id, period_start,
+churn_label)` where `period_start` is the snapshot date the label follows (did the user leave
+during the month after that snapshot?). SQLite by default, PostgreSQL in a cluster.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from streamflow.features import (
+    ENTITY_KEY,
+    FEATURE_GROUPS,
+    LABEL_PERIOD,
+    SNAPSHOT_TIMESTAMP,
+    TARGET,
+    Feature,
+)
+from streamflow.settings import Settings
+
+metadata = sa.MetaData()
+
+_SQL_TYPES = {
+    "count": sa.BigInteger,  # BigInteger everywhere: Feast declares Int64 (Postgres int4 would be int32)
+    "binary": sa.BigInteger,
+    "float": sa.Float(precision=53),
+    "category": sa.String(32),
+}
+
+
+def _feature_column(feature: Feature) -> sa.Column:
+    return sa.Column(feature.name, _SQL_TYPES[feature.kind], nullable=True, comment=feature.description)
+
+
+# Timestamps are timezone-aware UTC midnights: a plain DATE becomes midnight in the *database
+# session's* zone inside Feast's PostgreSQL source, which silently shifts a month boundary.
+SNAPSHOT_TABLES: dict[str, sa.Table] = {
+    group.table: sa.Table(
+        group.table,
+        metadata,
+        sa.Column(ENTITY_KEY, sa.String(64), primary_key=True),
+        sa.Column(SNAPSHOT_TIMESTAMP, sa.DateTime(timezone=True), primary_key=True, index=True),
+        *(_feature_column(f) for f in group.features),
+    )
+    for group in FEATURE_GROUPS
+}
+
+labels = sa.Table(
+    "labels",
+    metadata,
+    sa.Column(ENTITY_KEY, sa.String(64), primary_key=True),
+    sa.Column(LABEL_PERIOD, sa.DateTime(timezone=True), primary_key=True, index=True),
+    sa.Column(TARGET, sa.SmallInteger, nullable=False),
+)
+
+PROFILE_TABLE = SNAPSHOT_TABLES["subscriptions_profile_snapshots"]
+
+
+def make_engine(settings: Settings) -> Engine:
+    url = settings.database_url_obj
+    if url.drivername.startswith("sqlite") and url.database:
+        from pathlib import Path
+
+        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+    return sa.create_engine(url, pool_pre_ping=True)
+
+
+def snapshot_timestamp(day: date) -> datetime:
+    """The canonical stored form of a snapshot date: midnight UTC."""
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)
+
+
+def to_utc(values: pd.Series) -> pd.Series:
+    """Stored timestamps -> tz-aware UTC (SQLite hands back naive datetimes or strings)."""
+    return pd.to_datetime(values, utc=True)
+
+
+def list_snapshots(engine: Engine) -> list[date]:
+    """Snapshot dates present in the profile table, oldest first."""
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(PROFILE_TABLE.c[SNAPSHOT_TIMESTAMP]).distinct()).scalars().all()
+    return sorted({to_utc(pd.Series([r])).iloc[0].date() for r in rows})
+
+
+def count_rows(engine: Engine, table: sa.Table, day: date | None = None) -> int:
+    query = sa.select(sa.func.count()).select_from(table)
+    if day is not None:
+        time_column = SNAPSHOT_TIMESTAMP if SNAPSHOT_TIMESTAMP in table.c else LABEL_PERIOD
+        query = query.where(table.c[time_column] == snapshot_timestamp(day))
+    with engine.connect() as conn:
+        return int(conn.execute(query).scalar_one())
+
+
+def has_tables(engine: Engine) -> bool:
+    inspector = sa.inspect(engine)
+    return all(inspector.has_table(name) for name in metadata.tables)

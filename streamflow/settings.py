@@ -1,0 +1,113 @@
+"""All StreamFlow settings, in one place.
+
+Every component (data generator, bootstrap, training, API, drift job) reads a `Settings` built
+from environment variables prefixed `STREAMFLOW_` (e.g. `STREAMFLOW_DATABASE_URL`). Paths that
+are not set explicitly are derived from `data_dir`, so one variable moves the whole embedded
+default elsewhere.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import URL, make_url
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="STREAMFLOW_", extra="ignore")
+
+    # --- storage -------------------------------------------------------------------------
+    data_dir: Path = Field(Path("data"), description="root of the embedded default's files")
+    database_url: SecretStr | None = Field(
+        None,
+        description="SQLAlchemy URL of the snapshot database; default: SQLite file in data_dir. "
+        "A secret: it may carry a password, so it is never logged in clear.",
+    )
+    feast_profile: Literal["local", "postgres"] = Field(
+        "local",
+        description="local: Parquet offline store derived from the SQL tables + SQLite online "
+        "store; postgres: offline store, online store and registry in the snapshot database",
+    )
+    feast_project: str = "streamflow"
+    model_dir: Path | None = None
+    reports_dir: Path = Path("reports")
+
+    # --- demo data -----------------------------------------------------------------------
+    n_users: int = Field(5000, ge=10, le=1_000_000)
+    seed: int = 42
+
+    # --- drift job -----------------------------------------------------------------------
+    drift_threshold: float = Field(0.30, gt=0.0, le=1.0)
+    drift_reference: date | None = None
+    drift_current: date | None = None
+    status_sink: Literal["file", "configmap"] = "file"
+    status_configmap: str = "streamflow-drift-status"
+    status_namespace: str | None = Field(
+        None, description="namespace of the status ConfigMap; default: the pod's own, else 'default'"
+    )
+    status_file: Path | None = None
+
+    # --- API -------------------------------------------------------------------------------
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(8000, ge=1, le=65535)
+    api_workers: int = Field(1, ge=1, le=64)
+    prediction_threshold: float = Field(0.5, gt=0.0, lt=1.0, description="probability that counts as churn")
+    metrics_enabled: bool = Field(True, description="off only to measure the metrics' cost")
+    prometheus_multiproc_dir: Path | None = Field(
+        None, description="needed when api_workers > 1; default: data_dir/prometheus-multiproc"
+    )
+    ready_retry_seconds: float = Field(
+        5.0, ge=0.0, description="how often /ready retries loading a missing model or store"
+    )
+
+    # --- logging ---------------------------------------------------------------------------
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["plain", "json"] = "plain"
+
+    @model_validator(mode="after")
+    def _derive_paths(self) -> Settings:
+        if self.database_url is None:
+            self.database_url = SecretStr(f"sqlite:///{(self.data_dir / 'streamflow.db').resolve()}")
+        if self.model_dir is None:
+            self.model_dir = self.data_dir / "model"
+        if self.status_file is None:
+            self.status_file = self.data_dir / "status" / f"{self.status_configmap}.json"
+        if self.prometheus_multiproc_dir is None:
+            self.prometheus_multiproc_dir = self.data_dir / "prometheus-multiproc"
+        if self.feast_profile == "postgres" and not self.database_url_obj.drivername.startswith(
+            "postgresql"
+        ):
+            raise ValueError(
+                "STREAMFLOW_FEAST_PROFILE=postgres needs a postgresql:// STREAMFLOW_DATABASE_URL"
+            )
+        return self
+
+    @property
+    def database_url_obj(self) -> URL:
+        """The database URL, with PostgreSQL pinned to the psycopg 3 driver Feast also uses."""
+        assert self.database_url is not None
+        url = make_url(self.database_url.get_secret_value())
+        if url.drivername in ("postgresql", "postgres"):
+            url = url.set(drivername="postgresql+psycopg")
+        return url
+
+    @property
+    def database_url_safe(self) -> str:
+        """The database URL with any password masked: the only form that may be logged."""
+        return self.database_url_obj.render_as_string(hide_password=True)
+
+    @property
+    def feast_dir(self) -> Path:
+        """Feast's local files: registry, SQLite online store, Parquet offline sources."""
+        return self.data_dir / "feast"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings; tests build their own `Settings(...)` instead."""
+    return Settings()

@@ -1,0 +1,206 @@
+"""The API, in process (TestClient) and over real HTTP on uvicorn (one and two workers)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from prometheus_client import CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
+
+from api.main import create_app
+from api.metrics import LATENCY_BUCKETS
+from api.process import running_api
+from streamflow import db, model
+from streamflow.datasets import snapshot_frame
+from streamflow.feature_repo import open_store
+from streamflow.features import FEATURE_NAMES, encode_frame, encode_row
+from streamflow.settings import Settings
+from tests.support.processes import data_env
+
+
+@pytest.fixture(scope="module")
+def app_client(demo_settings: Settings):
+    registry = CollectorRegistry()
+    with TestClient(create_app(demo_settings, registry), raise_server_exceptions=False) as client:
+        yield client, registry
+
+
+def sample(registry: CollectorRegistry, name: str, **labels: str) -> float:
+    return registry.get_sample_value(name, labels) or 0.0
+
+
+def test_predict_known_user_returns_the_contract(app_client) -> None:
+    client, _ = app_client
+    response = client.post("/predict", json={"user_id": "4686-GEFRM"})
+    assert response.status_code == 200
+    body = response.json()
+    assert set(body) == {"user_id", "prediction", "probability", "model_version", "features_used"}
+    assert body["user_id"] == "4686-GEFRM" and body["prediction"] in (0, 1)
+    assert 0.0 <= body["probability"] <= 1.0
+    assert body["prediction"] == int(body["probability"] >= 0.5)
+    assert list(body["features_used"]) == list(FEATURE_NAMES)
+    assert body["features_used"]["net_service"] in ("none", "dsl", "fiber")
+
+
+def test_prediction_equals_the_model_on_the_same_features(app_client, demo_settings: Settings) -> None:
+    client, _ = app_client
+    body = client.post("/predict", json={"user_id": "U0001"}).json()
+    loaded = model.load(demo_settings.model_dir)
+    expected = loaded.churn_probability(encode_row(body["features_used"]))[0]
+    assert body["probability"] == pytest.approx(expected, abs=1e-12)
+    assert body["model_version"] == loaded.version
+
+
+def test_unknown_user_is_404_with_a_message(app_client) -> None:
+    client, _ = app_client
+    response = client.post("/predict", json={"user_id": "NO-SUCH-USER"})
+    assert response.status_code == 404
+    assert "NO-SUCH-USER" in response.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{}, {"user_id": ""}, {"user_id": 42}, {"user_id": "x" * 65}, {"user_id": "a b"},
+     {"user_id": "U0001", "extra": 1}, [], "U0001"],
+)
+def test_malformed_body_is_422(app_client, body) -> None:
+    client, _ = app_client
+    response = client.post("/predict", json=body)
+    assert response.status_code == 422
+    assert response.json()["detail"]
+
+
+def test_invalid_json_is_422_not_500(app_client) -> None:
+    client, _ = app_client
+    response = client.post("/predict", content=b"{not json", headers={"content-type": "application/json"})
+    assert response.status_code == 422
+
+
+def test_health_and_ready(app_client) -> None:
+    client, _ = app_client
+    assert client.get("/health").json() == {"status": "ok"}
+    ready = client.get("/ready")
+    assert ready.status_code == 200
+    assert ready.json()["ready"] is True and ready.json()["checks"] == {"model": "ok", "feature_store": "ok"}
+
+
+def test_counters_and_histogram_move_by_exactly_the_requests_sent(app_client) -> None:
+    client, registry = app_client
+    labels_ok = {"method": "POST", "route": "/predict", "status": "200"}
+    labels_404 = {"method": "POST", "route": "/predict", "status": "404"}
+    before_ok = sample(registry, "api_requests_total", **labels_ok)
+    before_404 = sample(registry, "api_requests_total", **labels_404)
+    before_count = sample(registry, "api_request_latency_seconds_count", method="POST", route="/predict")
+    before_predictions = sum(sample(registry, "api_predictions_total", outcome=o) for o in ("churn", "stay"))
+    before_lookups = sample(registry, "api_feature_lookup_latency_seconds_count")
+    for user in ["4686-GEFRM", "U0001", "U0002", "U0003", "U0004", "U0005", "U0006"]:
+        assert client.post("/predict", json={"user_id": user}).status_code == 200
+    for _ in range(3):
+        client.post("/predict", json={"user_id": "GHOST"})
+    assert sample(registry, "api_requests_total", **labels_ok) - before_ok == 7
+    assert sample(registry, "api_requests_total", **labels_404) - before_404 == 3
+    assert sample(registry, "api_request_latency_seconds_count", method="POST", route="/predict") - before_count == 10
+    assert sum(sample(registry, "api_predictions_total", outcome=o) for o in ("churn", "stay")) - before_predictions == 7
+    assert sample(registry, "api_feature_lookup_latency_seconds_count") - before_lookups == 10
+    buckets = [sample(registry, "api_request_latency_seconds_bucket", method="POST", route="/predict", le=str(b))
+               for b in LATENCY_BUCKETS]
+    inf = sample(registry, "api_request_latency_seconds_bucket", method="POST", route="/predict", le="+Inf")
+    assert buckets == sorted(buckets) and inf == sample(
+        registry, "api_request_latency_seconds_count", method="POST", route="/predict")
+
+
+def test_metrics_use_route_templates_never_user_ids(app_client) -> None:
+    client, _ = app_client
+    client.post("/predict", json={"user_id": "4686-GEFRM"})
+    assert client.get("/no/such/path/U0001").status_code == 404
+    text = client.get("/metrics").text
+    routes = set()
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            assert not any("4686-GEFRM" in v or "U0001" in v for v in s.labels.values()), s
+            if "route" in s.labels:
+                routes.add(s.labels["route"])
+    assert routes <= {"/predict", "/health", "/ready", "/metrics", "unmatched"}
+    assert {"/predict", "unmatched"} <= routes
+    assert 'api_model_info{version="' in text and "api_ready 1.0" in text
+
+
+@pytest.mark.filterwarnings("ignore:X has feature names")
+def test_numpy_path_matches_the_dataframe_path(demo_settings: Settings) -> None:
+    engine = db.make_engine(demo_settings)
+    frame = snapshot_frame(engine, open_store(demo_settings), db.list_snapshots(engine)[-1]).head(200)
+    loaded = model.load(demo_settings.model_dir)
+    batch = loaded.churn_probability(encode_frame(frame))
+    one_by_one = np.array([loaded.churn_probability(encode_row(r))[0] for r in frame.to_dict("records")])
+    np.testing.assert_allclose(one_by_one, batch, rtol=0, atol=1e-12)
+    frame_path = loaded.estimator.predict_proba(frame[list(FEATURE_NAMES)].assign(
+        net_service=encode_frame(frame)[:, FEATURE_NAMES.index("net_service")]).astype(float))[:, 1]
+    np.testing.assert_allclose(frame_path, batch, atol=1e-12)
+
+
+def _settings_with_model_dir(demo_settings: Settings, model_dir: Path) -> Settings:
+    return demo_settings.model_copy(update={"model_dir": model_dir, "ready_retry_seconds": 0.0})
+
+
+def test_missing_model_gives_503_and_not_ready_but_alive(demo_settings: Settings, tmp_path: Path) -> None:
+    settings = _settings_with_model_dir(demo_settings, tmp_path / "empty")
+    with TestClient(create_app(settings, CollectorRegistry()), raise_server_exceptions=False) as client:
+        response = client.post("/predict", json={"user_id": "U0001"})
+        assert response.status_code == 503 and "model not loaded" in response.json()["detail"]
+        ready = client.get("/ready")
+        assert ready.status_code == 503 and ready.json()["ready"] is False
+        assert "no model metadata" in ready.json()["checks"]["model"]
+        assert client.get("/health").status_code == 200
+        # the model appears later (e.g. the bootstrap Job finished): the API recovers by itself
+        shutil.copytree(demo_settings.model_dir, tmp_path / "empty")
+        assert client.get("/ready").status_code == 200
+        assert client.post("/predict", json={"user_id": "U0001"}).status_code == 200
+
+
+def test_tampered_model_fails_its_checksum_and_is_never_loaded(demo_settings: Settings, tmp_path: Path) -> None:
+    model_dir = tmp_path / "model"
+    shutil.copytree(demo_settings.model_dir, model_dir)
+    artifact = next(model_dir.glob("model-*.joblib"))
+    data = bytearray(artifact.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    artifact.write_bytes(bytes(data))
+    with TestClient(create_app(_settings_with_model_dir(demo_settings, model_dir), CollectorRegistry()),
+                    raise_server_exceptions=False) as client:
+        response = client.post("/predict", json={"user_id": "U0001"})
+        assert response.status_code == 503
+        assert "checksum" in response.json()["detail"]
+
+
+def test_real_uvicorn_over_http(demo_dir: Path) -> None:
+    with running_api(data_env(demo_dir)) as api, api.client() as client:
+        response = client.post("/predict", json={"user_id": "4686-GEFRM"})
+        assert response.status_code == 200 and response.json()["user_id"] == "4686-GEFRM"
+        assert client.post("/predict", json={"user_id": "nobody"}).status_code == 404
+        assert client.post("/predict", content=b"[", headers={"content-type": "application/json"}).status_code == 422
+        metrics = client.get("/metrics")
+        assert metrics.headers["content-type"].startswith("text/plain")
+        assert 'api_requests_total{method="POST",route="/predict",status="200"} 1.0' in metrics.text
+
+
+def test_two_workers_aggregate_metrics_in_multiprocess_mode(demo_dir: Path, tmp_path: Path) -> None:
+    requests = 40
+    env = data_env(demo_dir, prometheus_multiproc_dir=tmp_path / "prom")
+    with running_api(env, workers=2) as api:
+        with api.client() as client:
+            for i in range(requests):
+                # a new connection each time, so the kernel spreads them over both workers
+                with api.client() as fresh:
+                    assert fresh.post("/predict", json={"user_id": f"U{i + 1:04d}"}).status_code == 200
+            text = client.get("/metrics").text
+        pids = {p.name.split("_")[-1].removesuffix(".db") for p in (tmp_path / "prom").glob("counter_*.db")}
+    values = {(s.name, tuple(sorted(s.labels.items()))): s.value
+              for f in text_string_to_metric_families(text) for s in f.samples}
+    key = ("api_requests_total", (("method", "POST"), ("route", "/predict"), ("status", "200")))
+    assert values[key] == requests
+    assert values[("api_predictions_total", (("outcome", "churn"),))] + values[
+        ("api_predictions_total", (("outcome", "stay"),))] == requests
+    assert len(pids) == 2, f"expected counter files from 2 workers, found {pids}"

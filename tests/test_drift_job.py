@@ -1,0 +1,224 @@
+"""The drift job CLI end to end on the embedded default, and its failure modes."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import date
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from jobs.drift.cli import resolve_snapshots
+from jobs.drift.decision import NO_ACTION, RETRAIN, Decision, decide, decision_line
+from jobs.drift.report import ReportShapeError, extract
+from jobs.drift.sinks import ANNOTATION_PREFIX
+from streamflow import db
+from streamflow.features import FEATURE_GROUPS, FEATURE_NAMES
+from streamflow.feature_repo import export_offline_sources
+from streamflow.settings import Settings
+from tests.conftest import DriftRun, read_status, run_drift
+
+LINE = re.compile(
+    r"^\[Evidently\] report_html=(?P<html>\S+\.html) report_json=(?P<json>\S+\.json) "
+    r"drift_share=(?P<share>\d\.\d\d) -> (?:(?P<no>NO_ACTION) drift_share=(?P=share) < (?P<t1>\d\.\d\d)"
+    r"|(?P<yes>RETRAINING_TRIGGERED) \(SIMULÉ\) drift_share=(?P=share) >= (?P<t2>\d\.\d\d)) "
+    r"\(target_drift=(?P<target>[\d.e-]+)\)$"
+)
+
+
+def independent_share(report_json: Path) -> tuple[float, list[str]]:
+    """Read drift per feature straight from Evidently's ValueDrift entries in the saved JSON."""
+    document = json.loads(report_json.read_text())
+    drifted = []
+    for metric in document["metrics"]:
+        config = metric["config"]
+        if config["type"].endswith(":ValueDrift") and config["column"] in FEATURE_NAMES:
+            if metric["value"] >= config["threshold"]:
+                drifted.append(config["column"])
+    return len(drifted) / len(FEATURE_NAMES), drifted
+
+
+def test_january_vs_february_is_no_action(drift_runs: dict[str, DriftRun]) -> None:
+    run = drift_runs["jan_feb"]
+    assert run.returncode == 0, run.stderr[-2000:]
+    match = LINE.match(run.last_line)
+    assert match and match["no"] == NO_ACTION and match["t1"] == "0.30", run.last_line
+    assert float(match["share"]) < 0.30
+    assert run.annotations[ANNOTATION_PREFIX + "decision"] == NO_ACTION
+    assert run.annotations[ANNOTATION_PREFIX + "reference"] == "2024-01-31"
+
+
+def test_default_run_compares_the_two_latest_snapshots_and_triggers_retraining(drift_runs) -> None:
+    run = drift_runs["latest"]
+    assert run.returncode == 0, run.stderr[-2000:]
+    match = LINE.match(run.last_line)
+    assert match and match["yes"] == RETRAIN, run.last_line
+    assert float(match["share"]) >= 0.30 and float(match["target"]) >= 0.1
+    notes = run.annotations
+    assert notes[ANNOTATION_PREFIX + "decision"] == RETRAIN
+    assert (notes[ANNOTATION_PREFIX + "reference"], notes[ANNOTATION_PREFIX + "current"]) == ("2024-02-29", "2024-03-31")
+    assert notes[ANNOTATION_PREFIX + "target-drifted"] == "true"
+    assert Path(notes[ANNOTATION_PREFIX + "report-html"]).stat().st_size > 100_000
+
+
+@pytest.mark.parametrize("name", ["jan_feb", "latest"])
+def test_drift_share_matches_the_saved_report(drift_runs, name: str) -> None:
+    run = drift_runs[name]
+    match = LINE.match(run.last_line)
+    assert match
+    share, drifted = independent_share(Path(match["json"]))
+    assert f"{share:.2f}" == match["share"]
+    summary = json.loads(Path(match["json"]).read_text())["streamflow"]
+    assert summary["drift_share"] == pytest.approx(share)
+    assert summary["drifted_features"] == drifted
+    assert {f["method"] for f in summary["features"]} == {"wasserstein", "jensenshannon"}
+    assert len(summary["features"]) == 14 and summary["target"]["column"] == "churn_label"
+    assert run.annotations[ANNOTATION_PREFIX + "drift-share"] == f"{share:.4f}"
+
+
+def test_decision_is_logged_as_a_structured_record(drift_runs) -> None:
+    records = [json.loads(line) for line in drift_runs["latest"].stderr.splitlines() if line.startswith("{")]
+    decisions = [r for r in records if r["message"] == "drift decision"]
+    assert len(decisions) == 1 and decisions[0]["decision"] == RETRAIN
+    assert decisions[0]["drifted_features"] and decisions[0]["reference"] == "2024-02-29"
+
+
+def test_user_id_is_not_treated_as_a_feature(drift_runs) -> None:
+    match = LINE.match(drift_runs["jan_feb"].last_line)
+    document = json.loads(Path(match["json"]).read_text())
+    columns = {m["config"].get("column") for m in document["metrics"]}
+    assert "user_id" not in columns
+
+
+# -- failures: one line, non-zero, old status kept -----------------------------------------------
+def _assert_failed_cleanly(run: DriftRun, before: dict, code: int, *needles: str) -> str:
+    assert run.returncode == code, (run.returncode, run.stderr[-2000:])
+    assert run.stdout.strip() == ""  # no decision line
+    last = run.stderr.strip().splitlines()[-1]
+    assert last.startswith("drift job failed") and "Traceback" not in run.stderr
+    for needle in needles:
+        assert needle in last, last
+    assert run.status == before, "a failed run must leave the previous status untouched"
+    return last
+
+
+def test_missing_snapshot_fails_with_the_date_and_keeps_status(demo_settings: Settings, drift_runs) -> None:
+    before = read_status(demo_settings)
+    assert before  # the runs above wrote a status
+    run = run_drift(demo_settings, "--reference", "2024-02-29", "--current", "2024-04-30")
+    _assert_failed_cleanly(run, before, 3, "as_of=2024-04-30", "empty")
+
+
+def test_unreachable_database_fails_with_exit_3(demo_settings: Settings, drift_runs, tmp_path) -> None:
+    before = read_status(demo_settings)
+    settings = demo_settings.model_copy(update={"database_url": None})
+    from tests.support.processes import data_env, run_module
+
+    env = data_env(demo_settings.data_dir, database_url="postgresql://nobody:secret-pw@127.0.0.1:9/none")
+    result = run_module("jobs.drift", env=env)
+    run = DriftRun(result.returncode, result.stdout, result.stderr, read_status(settings))
+    last = _assert_failed_cleanly(run, before, 3, "database", "127.0.0.1:9")
+    assert "secret-pw" not in run.stderr, "the database password must never be logged"
+    assert "***" in last
+
+
+def test_reference_after_current_is_a_usage_error() -> None:
+    with pytest.raises(Exception, match="must be before"):
+        resolve_snapshots([date(2024, 1, 31), date(2024, 2, 29)], date(2024, 2, 29), date(2024, 1, 31))
+    assert resolve_snapshots([date(2024, 1, 31), date(2024, 2, 29), date(2024, 3, 31)], None, None) == (
+        date(2024, 2, 29), date(2024, 3, 31))
+    assert resolve_snapshots([date(2024, 1, 31), date(2024, 2, 29), date(2024, 3, 31)], date(2024, 1, 31), None) == (
+        date(2024, 1, 31), date(2024, 3, 31))
+
+
+@pytest.fixture
+def bad_month(demo_settings: Settings):
+    """Adds a 2024-04-30 snapshot in which one feature column is entirely NULL, then removes it."""
+    engine = db.make_engine(demo_settings)
+    day = db.snapshot_timestamp(date(2024, 4, 30))
+    march = db.snapshot_timestamp(date(2024, 3, 31))
+    tables = [*db.SNAPSHOT_TABLES.values(), db.labels]
+    with engine.begin() as conn:
+        for table in tables:
+            time_col = table.c.as_of if "as_of" in table.c else table.c.period_start
+            rows = [dict(r) for r in conn.execute(sa.select(table).where(time_col == march)).mappings()]
+            for r in rows:
+                r[time_col.name] = day
+                if "watch_hours_30d" in r:
+                    r["watch_hours_30d"] = None
+            conn.execute(table.insert(), rows)
+    export_offline_sources(demo_settings, engine)
+    yield
+    with engine.begin() as conn:
+        for table in tables:
+            time_col = table.c.as_of if "as_of" in table.c else table.c.period_start
+            conn.execute(table.delete().where(time_col == day))
+    export_offline_sources(demo_settings, engine)
+
+
+def test_all_missing_feature_column_fails_naming_the_column(demo_settings: Settings, drift_runs, bad_month) -> None:
+    before = read_status(demo_settings)
+    reports_before = sorted((demo_settings.reports_dir / "drift").iterdir())
+    run = run_drift(demo_settings, "--reference", "2024-03-31", "--current", "2024-04-30")
+    _assert_failed_cleanly(run, before, 3, "watch_hours_30d", "2024-04-30")
+    assert sorted((demo_settings.reports_dir / "drift").iterdir()) == reports_before  # no report written
+
+
+# -- the report reader refuses shapes it does not know --------------------------------------------
+@pytest.fixture(scope="module")
+def saved_report(drift_runs) -> dict:
+    return json.loads(Path(LINE.match(drift_runs["latest"].last_line)["json"]).read_text())
+
+
+def test_extract_reads_the_real_report(saved_report: dict) -> None:
+    result = extract(saved_report)
+    assert result.drift_share == pytest.approx(saved_report["streamflow"]["drift_share"])
+    assert result.drifted_count == len(result.drifted_features) >= 5
+
+
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda r: r["metrics"].__setitem__(slice(None), [m for m in r["metrics"] if not m["config"]["type"].endswith(":DriftedColumnsCount")]), "DriftedColumnsCount"),
+        (lambda r: [m["config"].__setitem__("type", "evidently:metric_v3:ColumnsDrifted") for m in r["metrics"] if m["config"]["type"].endswith(":DriftedColumnsCount")], "DriftedColumnsCount"),
+        (lambda r: [m.__setitem__("value", {"drifted": 3}) for m in r["metrics"] if m["config"]["type"].endswith(":DriftedColumnsCount")], "share"),
+        (lambda r: [m.__setitem__("value", {"count": 0, "share": 0.0}) for m in r["metrics"] if m["config"]["type"].endswith(":DriftedColumnsCount")], "per-column"),
+        (lambda r: r["metrics"].__setitem__(slice(None), [m for m in r["metrics"] if m["config"].get("column") != "skips_7d"]), "skips_7d"),
+        (lambda r: r.pop("metrics"), "metrics"),
+    ],
+    ids=["count-metric-missing", "count-metric-renamed", "value-reshaped", "count-disagrees", "column-missing", "no-metrics"],
+)
+def test_changed_report_shape_fails_instead_of_reporting_zero(saved_report: dict, mutate, message: str) -> None:
+    report = json.loads(json.dumps(saved_report))
+    mutate(report)
+    with pytest.raises(ReportShapeError, match=message):
+        extract(report)
+
+
+# -- the decision line ---------------------------------------------------------------------------------
+def _decision(share: float, target: float) -> Decision:
+    return Decision(
+        action=decide(share, 0.30), drift_share=share, threshold=0.30, target_drift=target, target_drifted=False,
+        drifted_features=(), reference=date(2024, 1, 31), current=date(2024, 2, 29), report_html="r.html",
+        report_json="r.json", finished_at="2024-03-01T00:00:00+00:00", job_version="0",
+    )
+
+
+def test_decision_line_has_the_seed_format() -> None:
+    assert decision_line(_decision(0.06, 0.0)) == (
+        "[Evidently] report_html=r.html report_json=r.json drift_share=0.06 -> NO_ACTION drift_share=0.06 < 0.30 (target_drift=0.0)"
+    )
+    assert decision_line(_decision(0.5, 0.2217)) == (
+        "[Evidently] report_html=r.html report_json=r.json drift_share=0.50 -> RETRAINING_TRIGGERED (SIMULÉ) "
+        "drift_share=0.50 >= 0.30 (target_drift=0.222)"
+    )
+
+
+def test_threshold_is_inclusive() -> None:
+    assert decide(0.30, 0.30) == RETRAIN and decide(0.2999, 0.30) == NO_ACTION
+
+
+def test_feature_groups_cover_the_tables_the_job_checks() -> None:
+    assert {g.table for g in FEATURE_GROUPS} == set(db.SNAPSHOT_TABLES)
