@@ -25,7 +25,7 @@ from streamflow import db
 from streamflow.features import ENTITY_KEY, FEATURE_GROUPS, LABEL_PERIOD, NET_SERVICES, SNAPSHOT_TIMESTAMP, TARGET
 from streamflow.logs import configure_logging, log_event
 from streamflow.progress import progress
-from streamflow.settings import Settings, get_settings
+from streamflow.settings import Settings
 
 log = logging.getLogger("streamflow.datagen")
 
@@ -198,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--force", action="store_true", help="drop and regenerate existing tables")
     args = parser.parse_args(argv)
     overrides = {k: v for k, v in (("n_users", args.users), ("seed", args.seed)) if v is not None}
-    settings = get_settings().model_copy(update=overrides)
+    settings = Settings(**overrides)  # validated like the environment (e.g. 10 <= users <= 1,000,000)
     configure_logging(settings.log_level, settings.log_format)
     generate(settings, db.make_engine(settings), force=args.force)
     return 0

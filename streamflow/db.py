@@ -84,7 +84,7 @@ def list_snapshots(engine: Engine) -> list[date]:
     """Snapshot dates present in the profile table, oldest first."""
     with engine.connect() as conn:
         rows = conn.execute(sa.select(PROFILE_TABLE.c[SNAPSHOT_TIMESTAMP]).distinct()).scalars().all()
-    return sorted({to_utc(pd.Series([r])).iloc[0].date() for r in rows})
+    return sorted(set(to_utc(pd.Series(rows, dtype=object)).dt.date)) if rows else []
 
 
 def count_rows(engine: Engine, table: sa.Table, day: date | None = None) -> int:

@@ -19,6 +19,7 @@ from streamflow.features import FEATURE_GROUPS, FEATURE_NAMES
 from streamflow.feature_repo import export_offline_sources
 from streamflow.settings import Settings
 from tests.conftest import DriftRun, read_status, run_drift
+from tests.support.processes import data_env, run_module
 
 LINE = re.compile(
     r"^\[Evidently\] report_html=(?P<html>\S+\.html) report_json=(?P<json>\S+\.json) "
@@ -111,17 +112,19 @@ def test_missing_snapshot_fails_with_the_date_and_keeps_status(demo_settings: Se
     _assert_failed_cleanly(run, before, 3, "as_of=2024-04-30", "empty")
 
 
-def test_unreachable_database_fails_with_exit_3(demo_settings: Settings, drift_runs, tmp_path) -> None:
+def test_unreachable_database_fails_with_exit_3(demo_settings: Settings, drift_runs) -> None:
     before = read_status(demo_settings)
-    settings = demo_settings.model_copy(update={"database_url": None})
-    from tests.support.processes import data_env, run_module
-
     env = data_env(demo_settings.data_dir, database_url="postgresql://nobody:secret-pw@127.0.0.1:9/none")
     result = run_module("jobs.drift", env=env)
-    run = DriftRun(result.returncode, result.stdout, result.stderr, read_status(settings))
+    run = DriftRun(result.returncode, result.stdout, result.stderr, read_status(demo_settings))
     last = _assert_failed_cleanly(run, before, 3, "database", "127.0.0.1:9")
     assert "secret-pw" not in run.stderr, "the database password must never be logged"
     assert "***" in last
+
+
+def test_invalid_settings_are_a_usage_error(demo_settings: Settings) -> None:
+    result = run_module("jobs.drift", env=data_env(demo_settings.data_dir, drift_threshold="lots"))
+    assert result.returncode == 2 and "drift_threshold" in result.stderr.strip().splitlines()[-1]
 
 
 def test_reference_after_current_is_a_usage_error() -> None:

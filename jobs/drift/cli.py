@@ -31,7 +31,7 @@ from jobs.drift.sinks import SinkError, StatusSink, annotations, make_sink
 from streamflow import __version__, db
 from streamflow.datasets import SnapshotError, snapshot_frame
 from streamflow.logs import configure_logging, log_event
-from streamflow.settings import Settings, get_settings
+from streamflow.settings import Settings
 
 log = logging.getLogger("streamflow.drift")
 
@@ -129,15 +129,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    try:
-        settings = get_settings()
-    except ValueError as exc:  # pydantic's ValidationError is a ValueError
-        print(f"drift job failed: invalid settings: {exc}".replace("\n", " "), file=sys.stderr)
-        return EXIT_USAGE
     overrides = {k: v for k, v in (("status_sink", args.sink), ("log_format", args.log_format)) if v}
     if args.verbose or args.quiet:
         overrides["log_level"] = "DEBUG" if args.verbose else "WARNING"
-    settings = settings.model_copy(update=overrides)
+    try:
+        settings = Settings(**overrides)  # flags win over STREAMFLOW_* variables
+    except ValueError as exc:  # pydantic's ValidationError is a ValueError
+        print(f"drift job failed (bad settings): {exc}".replace("\n", " "), file=sys.stderr)
+        return EXIT_USAGE
     configure_logging(settings.log_level, settings.log_format)
     threshold = args.threshold if args.threshold is not None else settings.drift_threshold
     output_dir = args.output_dir or settings.reports_dir / "drift"
