@@ -85,3 +85,25 @@ def test_month_002_shifts_features_and_the_churn_rate() -> None:
 def test_user_ids_are_unique(n_users: int) -> None:
     ids = Population.draw(n_users, seed=1).ids
     assert len(set(ids)) == n_users
+
+
+@pytest.mark.parametrize(
+    "change, needle",
+    [
+        (lambda f: f.drop(columns="skips_7d"), "'skips_7d' is missing"),
+        (lambda f: f.assign(monthly_fee=None), "'monthly_fee' has no values"),
+        (lambda f: f.assign(watch_hours_30d=["lots"] + [1.0] * (len(f) - 1)), "'watch_hours_30d' must be numeric, found 'lots'"),
+        (lambda f: f.assign(net_service=["satellite"] + ["dsl"] * (len(f) - 1)), "'net_service' has unknown categories ['satellite']"),
+    ],
+    ids=["missing-column", "all-missing", "wrong-dtype", "unknown-category"],
+)
+def test_snapshot_validation_names_the_column_to_fix(change, needle: str) -> None:
+    from datetime import date
+
+    from streamflow.datasets import SnapshotError, validate_features
+
+    frame = generate_month(Population.draw(20, seed=1), 0, seed=1)
+    validate_features(frame, date(2024, 1, 31))  # the generated data itself is valid
+    with pytest.raises(SnapshotError) as caught:
+        validate_features(change(frame), date(2024, 1, 31))
+    assert needle in str(caught.value) and "as_of=2024-01-31" in str(caught.value)
