@@ -68,7 +68,7 @@ class ServingState:
             store = open_store(self.settings)
             # The first online read sets up connections and registry caches (50-500 ms):
             # pay it here, not in a user's request.
-            store.get_online_features(features=self._features, entity_rows=[{ENTITY_KEY: READINESS_PROBE_USER}])
+            self._probe(store)
         except Exception as exc:  # Feast raises many types; any of them means "not usable"
             self.errors["feature_store"] = f"{type(exc).__name__}: {exc}".splitlines()[0]
             log_event(log, "feature store not usable", logging.ERROR, reason=self.errors["feature_store"])
@@ -115,7 +115,11 @@ class ServingState:
         if self.store is None:
             return self.errors.get("feature_store", "not opened")
         try:
-            self.store.get_online_features(features=self._features, entity_rows=[{ENTITY_KEY: READINESS_PROBE_USER}])
+            self._probe(self.store)
         except Exception as exc:
             return f"{type(exc).__name__}: {exc}".splitlines()[0]
         return "ok"
+
+    def _probe(self, store: Any) -> None:
+        """A lookup of a user that never exists: proves the online tables answer."""
+        store.get_online_features(features=self._features, entity_rows=[{ENTITY_KEY: READINESS_PROBE_USER}])
