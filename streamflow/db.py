@@ -87,11 +87,15 @@ def list_snapshots(engine: Engine) -> list[date]:
     return sorted(set(to_utc(pd.Series(rows, dtype=object)).dt.date)) if rows else []
 
 
+def snapshot_column(table: sa.Table) -> sa.Column:
+    """The column that says which snapshot a row belongs to (`as_of`, or `period_start` in labels)."""
+    return table.c[SNAPSHOT_TIMESTAMP] if SNAPSHOT_TIMESTAMP in table.c else table.c[LABEL_PERIOD]
+
+
 def count_rows(engine: Engine, table: sa.Table, day: date | None = None) -> int:
     query = sa.select(sa.func.count()).select_from(table)
     if day is not None:
-        time_column = SNAPSHOT_TIMESTAMP if SNAPSHOT_TIMESTAMP in table.c else LABEL_PERIOD
-        query = query.where(table.c[time_column] == snapshot_timestamp(day))
+        query = query.where(snapshot_column(table) == snapshot_timestamp(day))
     with engine.connect() as conn:
         return int(conn.execute(query).scalar_one())
 

@@ -145,7 +145,7 @@ def bad_month(demo_settings: Settings):
     tables = [*db.SNAPSHOT_TABLES.values(), db.labels]
     with engine.begin() as conn:
         for table in tables:
-            time_col = table.c.as_of if "as_of" in table.c else table.c.period_start
+            time_col = db.snapshot_column(table)
             rows = [dict(r) for r in conn.execute(sa.select(table).where(time_col == march)).mappings()]
             for r in rows:
                 r[time_col.name] = day
@@ -156,7 +156,7 @@ def bad_month(demo_settings: Settings):
     yield
     with engine.begin() as conn:
         for table in tables:
-            time_col = table.c.as_of if "as_of" in table.c else table.c.period_start
+            time_col = db.snapshot_column(table)
             conn.execute(table.delete().where(time_col == day))
     export_offline_sources(demo_settings, engine)
 
