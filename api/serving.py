@@ -51,7 +51,7 @@ class ServingState:
 
     def _load_model(self) -> None:
         try:
-            loaded = model_artifact.load(self.settings.model_dir)
+            loaded = model_artifact.load(self.settings)
         except model_artifact.ModelArtifactError as exc:
             self.errors["model"] = str(exc)
             log_event(log, "model not loaded", logging.ERROR, reason=str(exc))

@@ -32,7 +32,7 @@ def bootstrap(settings: Settings, *, force: bool = False) -> None:
     feature_repo.apply(settings, store)
     feature_repo.materialize(settings, store, engine)
     try:
-        existing = model.load(settings.model_dir)
+        existing = model.load(settings)
     except model.ModelArtifactError:
         existing = None
     if existing is None or generated:

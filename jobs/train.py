@@ -48,12 +48,12 @@ def train(settings: Settings, as_of: date | None = None) -> model.ModelMetadata:
     ).fit(x_train, y_train)
     auc = float(roc_auc_score(y_test, estimator.predict_proba(x_test)[:, 1]))
     metadata = model.save(
-        estimator, settings.model_dir, trained_on=as_of.isoformat(),
+        estimator, settings, trained_on=as_of.isoformat(),
         algorithm="sklearn.HistGradientBoostingClassifier", auc=round(auc, 4),
         n_train=len(y_train), n_test=len(y_test), created_at=datetime.now(UTC).isoformat(timespec="seconds"),
     )
     log_event(log, "model trained", version=metadata.version, trained_on=metadata.trained_on,
-              auc=metadata.auc, n_train=metadata.n_train, n_test=metadata.n_test, model_dir=settings.model_dir)
+              auc=metadata.auc, n_train=metadata.n_train, n_test=metadata.n_test, store=settings.model_store)
     return metadata
 
 

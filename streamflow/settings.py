@@ -34,6 +34,11 @@ class Settings(BaseSettings):
         "store; postgres: offline store, online store and registry in the snapshot database",
     )
     feast_project: str = "streamflow"
+    model_store: Literal["directory", "database"] = Field(
+        "directory",
+        description="directory: model_dir on local disk; database: table model_artifacts in the "
+        "snapshot database (a cluster: every API replica reads the same model, no shared volume)",
+    )
     model_dir: Path | None = None
     reports_dir: Path = Path("reports")
 

@@ -49,7 +49,7 @@ def test_predict_known_user_returns_the_contract(app_client) -> None:
 def test_prediction_equals_the_model_on_the_same_features(app_client, demo_settings: Settings) -> None:
     client, _ = app_client
     body = client.post("/predict", json={"user_id": "U0001"}).json()
-    loaded = model.load(demo_settings.model_dir)
+    loaded = model.load(demo_settings)
     expected = loaded.churn_probability(encode_row(body["features_used"]))[0]
     assert body["probability"] == pytest.approx(expected, abs=1e-12)
     assert body["model_version"] == loaded.version
@@ -133,7 +133,7 @@ def test_metrics_use_route_templates_never_user_ids(app_client) -> None:
 def test_numpy_path_matches_the_dataframe_path(demo_settings: Settings) -> None:
     engine = db.make_engine(demo_settings)
     frame = snapshot_frame(engine, open_store(demo_settings), db.list_snapshots(engine)[-1]).head(200)
-    loaded = model.load(demo_settings.model_dir)
+    loaded = model.load(demo_settings)
     batch = loaded.churn_probability(encode_frame(frame))
     one_by_one = np.array([loaded.churn_probability(encode_row(r))[0] for r in frame.to_dict("records")])
     np.testing.assert_allclose(one_by_one, batch, rtol=0, atol=1e-12)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from api.process import running_api
 from tests.support.postgres import PostgresServer
 from tests.support.processes import data_env, must_succeed, run_module
 
@@ -24,9 +25,14 @@ def postgres():
 
 def test_postgres_profile_end_to_end(postgres: PostgresServer, tmp_path: Path) -> None:
     env = data_env(tmp_path, database_url=postgres.create_database("streamflow"), feast_profile="postgres",
-                   n_users=PG_USERS)
+                   model_store="database", n_users=PG_USERS)
     must_succeed(run_module("jobs.bootstrap", env=env))
-    assert not (tmp_path / "feast").exists(), "the postgres profile keeps nothing of Feast on local disk"
+    # the chart's configuration: nothing on local disk, so API replicas need no shared volume
+    assert not (tmp_path / "feast").exists() and not (tmp_path / "model").exists()
+    with running_api(env) as api, api.client() as client:
+        response = client.post("/predict", json={"user_id": "U0001"})
+        assert response.status_code == 200, response.text
+        assert response.json()["model_version"] == client.get("/ready").json()["model_version"]
 
     no_action = must_succeed(run_module("jobs.drift", "--reference", "2024-01-31", "--current", "2024-02-29", env=env))
     assert "-> NO_ACTION" in no_action.stdout.strip().splitlines()[-1]
