@@ -34,24 +34,36 @@ def test_file_sink_refuses_a_corrupt_file_without_touching_it(tmp_path: Path) ->
 
 
 class FakeApiServer:
-    """Answers ConfigMap PATCHes with a scripted list of status codes; records what it got."""
+    """Answers ConfigMap PATCHes with a scripted list of status codes, and Event POSTs with
+    another; records what it got."""
 
-    def __init__(self, statuses: list[int]) -> None:
+    def __init__(self, statuses: list[int], event_statuses: list[int] | None = None) -> None:
         self.statuses = list(statuses)
-        self.requests: list[dict] = []
+        self.event_statuses = list(event_statuses or [])
+        self.requests: list[dict] = []  # the ConfigMap patches
+        self.events: list[dict] = []  # the Event creations
         server = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_PATCH(self) -> None:  # noqa: N802
+            def _read(self, into: list[dict]) -> dict:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                server.requests.append({"path": self.path, "body": body,
-                                        "content_type": self.headers["Content-Type"],
-                                        "auth": self.headers.get("Authorization")})
+                into.append({"path": self.path, "body": body, "content_type": self.headers["Content-Type"],
+                             "auth": self.headers.get("Authorization")})
+                return body
+
+            def do_PATCH(self) -> None:  # noqa: N802
+                body = self._read(server.requests)
                 status = server.statuses.pop(0) if server.statuses else 200
-                if status == 200:
-                    payload = {"apiVersion": "v1", "kind": "ConfigMap",
-                               "metadata": {"name": "cm", "namespace": "ns", **body["metadata"]}}
-                else:
+                self._answer(status, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {
+                    "name": "cm", "namespace": "ns", "uid": "cm-uid-1", **body["metadata"]}})
+
+            def do_POST(self) -> None:  # noqa: N802
+                body = self._read(server.events)
+                status = server.event_statuses.pop(0) if server.event_statuses else 201
+                self._answer(status, {**body, "apiVersion": "v1", "kind": "Event"})
+
+            def _answer(self, status: int, payload: dict) -> None:
+                if status >= 300:
                     payload = {"apiVersion": "v1", "kind": "Status", "status": "Failure", "code": status,
                                "reason": {403: "Forbidden", 404: "NotFound", 409: "Conflict"}.get(status, "InternalError"),
                                "message": f"scripted {status}"}
@@ -76,7 +88,7 @@ class FakeApiServer:
 
 @pytest.fixture
 def api_server(request):
-    server = FakeApiServer(request.param)
+    server = FakeApiServer(*request.param) if isinstance(request.param, tuple) else FakeApiServer(request.param)
     yield server
     server.close()
 
@@ -97,6 +109,30 @@ def test_conflicts_are_retried_until_the_patch_lands(api_server: FakeApiServer) 
     assert "patch" in first["content_type"]
 
 
+DECISION = {"drift.streamflow.io/decision": "RETRAINING_TRIGGERED", "drift.streamflow.io/drift-share": "0.5000",
+            "drift.streamflow.io/threshold": "0.30"}
+
+
+@pytest.mark.parametrize("api_server", [[200]], indirect=True)
+def test_each_decision_is_also_an_event_on_the_configmap(api_server: FakeApiServer) -> None:
+    _sink(api_server).annotate(DECISION)
+    assert len(api_server.events) == 1
+    event = api_server.events[0]
+    assert event["path"] == "/api/v1/namespaces/ml/events"
+    body = event["body"]
+    assert body["involvedObject"] == {"apiVersion": "v1", "kind": "ConfigMap", "name": "streamflow-drift-status",
+                                      "namespace": "ml", "uid": "cm-uid-1"}
+    assert body["type"] == "Warning" and body["reason"] == "RetrainingTriggered"
+    assert "decision=RETRAINING_TRIGGERED drift-share=0.5000 threshold=0.30" in body["message"]
+
+
+@pytest.mark.parametrize("api_server", [([200], [403])], indirect=True)
+def test_a_refused_event_does_not_undo_the_recorded_decision(api_server: FakeApiServer, caplog) -> None:
+    _sink(api_server).annotate(DECISION)  # no SinkError: the annotations landed
+    assert len(api_server.requests) == 1 and len(api_server.events) == 1
+    assert "Event was not created" in caplog.text
+
+
 @pytest.mark.parametrize(
     "api_server, needle",
     [([403], "forbidden"), ([404], "not found"), ([500], "HTTP 500"), ([409] * 5, "still conflicting")],
@@ -109,6 +145,7 @@ def test_refusals_are_one_line_errors(api_server: FakeApiServer, needle: str) ->
     assert needle in message and "\n" not in message and "ml/streamflow-drift-status" in message
     expected_attempts = 5 if needle == "still conflicting" else 1  # only conflicts are retried
     assert len(api_server.requests) == expected_attempts
+    assert api_server.events == [], "no Event for a decision that was not recorded"
 
 
 @pytest.mark.parametrize("api_server", [[200]], indirect=True)

@@ -10,7 +10,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
@@ -23,6 +25,8 @@ log = logging.getLogger("streamflow.drift.sink")
 ANNOTATION_PREFIX = "drift.streamflow.io/"
 IN_CLUSTER_NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 CONFLICT_RETRIES = 5
+EVENT_COMPONENT = "streamflow-drift-job"
+EVENT_FIELDS = ("decision", "drift-share", "threshold", "target-drift", "reference", "current")
 
 
 class SinkError(Exception):
@@ -82,7 +86,8 @@ class FileConfigMapSink:
 
 
 class KubernetesConfigMapSink:
-    """Patches the annotations of a real ConfigMap; needs only get/patch on that one object."""
+    """Patches the annotations of a real ConfigMap (RBAC: patch on that one object) and records
+    an Event on it (RBAC: create on events)."""
 
     def __init__(self, name: str, namespace: str, api=None) -> None:
         self.name, self.namespace = name, namespace
@@ -121,7 +126,8 @@ class KubernetesConfigMapSink:
         body = {"metadata": {"annotations": values}}
         for attempt in range(1, CONFLICT_RETRIES + 1):
             try:
-                self._api.patch_namespaced_config_map(self.name, self.namespace, body, _request_timeout=30)
+                patched = self._api.patch_namespaced_config_map(self.name, self.namespace, body, _request_timeout=30)
+                self._record_event(values, getattr(patched.metadata, "uid", None))
                 return
             except ApiException as exc:
                 if exc.status == 409 and attempt < CONFLICT_RETRIES:
@@ -132,6 +138,36 @@ class KubernetesConfigMapSink:
                 raise SinkError(self._explain(exc)) from None
             except HTTPError as exc:
                 raise SinkError(f"cannot reach the Kubernetes API to patch {self.describe()}: {exc}") from None
+
+    def _record_event(self, values: dict[str, str], configmap_uid: str | None) -> None:
+        """A Kubernetes Event on the ConfigMap, so `kubectl describe` and event exporters see each
+        decision. The decision is already recorded: an Event that fails is only a warning."""
+        from kubernetes.client.exceptions import ApiException
+        from urllib3.exceptions import HTTPError
+
+        decision = values.get(ANNOTATION_PREFIX + "decision")
+        if decision is None:
+            return
+        retrain = decision == "RETRAINING_TRIGGERED"
+        now = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+        event = {
+            "metadata": {"generateName": f"{self.name}.", "namespace": self.namespace},
+            "involvedObject": {"apiVersion": "v1", "kind": "ConfigMap", "name": self.name,
+                               "namespace": self.namespace, "uid": configmap_uid},
+            "reason": "RetrainingTriggered" if retrain else "NoDriftAction",
+            "message": " ".join(f"{key}={values.get(ANNOTATION_PREFIX + key, '')}" for key in EVENT_FIELDS),
+            "type": "Warning" if retrain else "Normal",
+            "firstTimestamp": now, "lastTimestamp": now, "count": 1,
+            "source": {"component": EVENT_COMPONENT},
+            "reportingComponent": EVENT_COMPONENT,
+            "reportingInstance": socket.gethostname(),
+        }
+        try:
+            self._api.create_namespaced_event(self.namespace, event, _request_timeout=30)
+        except (ApiException, HTTPError) as exc:
+            status = getattr(exc, "status", None) or type(exc).__name__
+            log_event(log, "decision recorded, but its Kubernetes Event was not created", logging.WARNING,
+                      configmap=self.describe(), error=str(status))
 
     def _explain(self, exc) -> str:
         reasons = {
