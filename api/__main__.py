@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from pathlib import Path
 
 import uvicorn
 
@@ -19,10 +20,13 @@ def main() -> None:
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_format)
     if settings.api_workers > 1:
-        multiproc_dir = str(settings.prometheus_multiproc_dir)
-        shutil.rmtree(multiproc_dir, ignore_errors=True)  # stale files from a previous run would add up
-        os.makedirs(multiproc_dir)
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = multiproc_dir
+        multiproc_dir = Path(settings.prometheus_multiproc_dir)
+        multiproc_dir.mkdir(parents=True, exist_ok=True)
+        # Stale files from a previous run would add up. Empty the directory but keep it: in a
+        # pod it is an emptyDir mount point, which cannot be removed.
+        for stale in multiproc_dir.iterdir():
+            shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(multiproc_dir)
     uvicorn.run(
         "api.main:create_app", factory=True, host=settings.api_host, port=settings.api_port,
         workers=settings.api_workers, log_config=None, access_log=False,

@@ -1,6 +1,6 @@
 """Bootstrap the embedded default (or a cluster's database) from nothing, idempotently.
 
-    python -m jobs.bootstrap [--force]
+    python -m jobs.bootstrap [--force] [--wait-for-database SECONDS]
 
 1. demo data into the snapshot database (kept if present),
 2. local profile: Parquet offline sources exported from the SQL tables,
@@ -22,9 +22,10 @@ from streamflow.settings import Settings, get_settings
 log = logging.getLogger("streamflow.bootstrap")
 
 
-def bootstrap(settings: Settings, *, force: bool = False) -> None:
+def bootstrap(settings: Settings, *, force: bool = False, wait_for_database: float = 0.0) -> None:
     started = time.perf_counter()
     engine = db.make_engine(settings)
+    db.wait_until_reachable(engine, wait_for_database)
     generated = datagen.generate(settings, engine, force=force)
     if settings.feast_profile == "local":
         feature_repo.export_offline_sources(settings, engine)
@@ -46,10 +47,12 @@ def bootstrap(settings: Settings, *, force: bool = False) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m jobs.bootstrap", description=__doc__.split("\n")[0])
     parser.add_argument("--force", action="store_true", help="regenerate data and retrain")
+    parser.add_argument("--wait-for-database", type=float, default=0.0, metavar="SECONDS",
+                        help="retry connecting this long first (a Kubernetes Job may start before its database)")
     args = parser.parse_args(argv)
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_format)
-    bootstrap(settings, force=args.force)
+    bootstrap(settings, force=args.force, wait_for_database=args.wait_for_database)
     return 0
 
 

@@ -7,11 +7,14 @@ during the month after that snapshot?). SQLite by default, PostgreSQL in a clust
 
 from __future__ import annotations
 
+import logging
+import time
 from datetime import UTC, date, datetime
 
 import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
 
 from streamflow.features import (
     ENTITY_KEY,
@@ -21,7 +24,10 @@ from streamflow.features import (
     TARGET,
     Feature,
 )
+from streamflow.logs import log_event
 from streamflow.settings import Settings
+
+log = logging.getLogger("streamflow.db")
 
 metadata = sa.MetaData()
 
@@ -103,3 +109,26 @@ def count_rows(engine: Engine, table: sa.Table, day: date | None = None) -> int:
 def has_tables(engine: Engine) -> bool:
     inspector = sa.inspect(engine)
     return all(inspector.has_table(name) for name in metadata.tables)
+
+
+def wait_until_reachable(engine: Engine, timeout_seconds: float, interval: float = 2.0) -> None:
+    """Block until the database accepts connections (a pod may start before its database).
+
+    Raises the last OperationalError once `timeout_seconds` have passed; 0 means try once."""
+    deadline = time.monotonic() + timeout_seconds
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            with engine.connect() as conn:
+                conn.execute(sa.text("SELECT 1"))
+            if attempt > 1:
+                log_event(log, "database reachable", attempts=attempt)
+            return
+        except OperationalError as exc:
+            if time.monotonic() + interval > deadline:
+                raise
+            reason = str(exc.orig if exc.orig is not None else exc).strip().splitlines()[0]
+            log_event(log, "waiting for the database", logging.WARNING, attempt=attempt, reason=reason,
+                      database=engine.url.render_as_string(hide_password=True))
+            time.sleep(interval)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -13,7 +14,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from api.main import create_app
 from api.metrics import LATENCY_BUCKETS
-from api.process import running_api
+from api import smoke, traffic
+from api.process import free_port, running_api
 from streamflow import db, model
 from streamflow.datasets import snapshot_frame
 from streamflow.feature_repo import open_store
@@ -175,7 +177,7 @@ def test_tampered_model_fails_its_checksum_and_is_never_loaded(demo_settings: Se
         assert "checksum" in response.json()["detail"]
 
 
-def test_real_uvicorn_over_http(demo_dir: Path) -> None:
+def test_real_uvicorn_over_http(demo_dir: Path, capsys) -> None:
     with running_api(data_env(demo_dir)) as api, api.client() as client:
         response = client.post("/predict", json={"user_id": "4686-GEFRM"})
         assert response.status_code == 200 and response.json()["user_id"] == "4686-GEFRM"
@@ -184,6 +186,17 @@ def test_real_uvicorn_over_http(demo_dir: Path) -> None:
         metrics = client.get("/metrics")
         assert metrics.headers["content-type"].startswith("text/plain")
         assert 'api_requests_total{method="POST",route="/predict",status="200"} 1.0' in metrics.text
+
+        # the chart's `helm test` check, then `make traffic`'s bounded load
+        assert smoke.main([api.base_url]) == 0
+        assert traffic.main(["--url", api.base_url, "--requests", "80", "--known-users", "1000"]) == 0
+        sent = re.search(r"sent (\d+) requests", capsys.readouterr().out)
+        assert sent and int(sent.group(1)) == 80
+        after = client.get("/metrics").text
+    predict_count = [sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                         if line.startswith("api_requests_total{") and 'route="/predict"' in line)
+                     for text in (metrics.text, after)]
+    assert predict_count[1] - predict_count[0] == 80, "every request the generator sent is counted once"
 
 
 def test_two_workers_aggregate_metrics_in_multiprocess_mode(demo_dir: Path, tmp_path: Path) -> None:
@@ -204,3 +217,8 @@ def test_two_workers_aggregate_metrics_in_multiprocess_mode(demo_dir: Path, tmp_
     assert values[("api_predictions_total", (("outcome", "churn"),))] + values[
         ("api_predictions_total", (("outcome", "stay"),))] == requests
     assert len(pids) == 2, f"expected counter files from 2 workers, found {pids}"
+
+
+def test_smoke_check_names_what_is_wrong() -> None:
+    found = smoke.problems(f"http://127.0.0.1:{free_port()}", timeout=2.0)
+    assert len(found) == 1 and found[0].startswith("cannot reach http://127.0.0.1:")

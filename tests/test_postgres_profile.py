@@ -10,7 +10,7 @@ import pytest
 
 from api.process import running_api
 from tests.support.postgres import PostgresServer
-from tests.support.processes import data_env, must_succeed, run_module
+from tests.support.processes import data_env, finish, must_succeed, run_module, start_module, wait_for_output
 
 pytestmark = pytest.mark.postgres
 PG_USERS = 800
@@ -24,9 +24,14 @@ def postgres():
 
 
 def test_postgres_profile_end_to_end(postgres: PostgresServer, tmp_path: Path) -> None:
-    env = data_env(tmp_path, database_url=postgres.create_database("streamflow"), feast_profile="postgres",
+    env = data_env(tmp_path, database_url=postgres.url("streamflow"), feast_profile="postgres",
                    model_store="database", n_users=PG_USERS)
-    must_succeed(run_module("jobs.bootstrap", env=env))
+    # Like the chart's bootstrap Job, start before the database exists: it waits, then proceeds.
+    bootstrap = start_module("jobs.bootstrap", "--wait-for-database", "120", env=env)
+    waited = wait_for_output(bootstrap, "waiting for the database", timeout=60)
+    assert '"attempt": 1' in waited and "does not exist" in waited
+    postgres.create_database("streamflow")
+    must_succeed(finish(bootstrap, timeout=600))
     # the chart's configuration: nothing on local disk, so API replicas need no shared volume
     assert not (tmp_path / "feast").exists() and not (tmp_path / "model").exists()
     with running_api(env) as api, api.client() as client:
