@@ -11,6 +11,8 @@ PY          := $(VENV)/bin/python
 # Telemetry off: Feast and Evidently phone home by default.
 export FEAST_USAGE := False
 export DO_NOT_TRACK := 1
+# The chart tests build their own tools with it (tests/support/tools.py)
+export UV_BIN := $(UV)
 
 DATA_DIR    := $(or $(STREAMFLOW_DATA_DIR),data)
 BOOTSTRAPPED := $(DATA_DIR)/.bootstrapped
@@ -44,8 +46,96 @@ drift: venv $(BOOTSTRAPPED) ## Run the drift job (REF=YYYY-MM-DD CUR=YYYY-MM-DD;
 train: venv ## Retrain the model on the oldest snapshot
 	$(PY) -m jobs.train
 
-status: ## Show the drift status ConfigMap (embedded default: the local file sink)
+status-local: ## Show the embedded default's drift status (the local ConfigMap file)
 	@cat $(DATA_DIR)/status/streamflow-drift-status.json 2>/dev/null || echo "no drift status yet: run make drift"
+
+##@ Kubernetes: kind or minikube (needs docker, kubectl, helm, and kind or minikube)
+CLUSTER       ?= kind
+CLUSTER_NAME  ?= streamflow
+NAMESPACE     ?= streamflow
+RELEASE       ?= streamflow
+KPS_RELEASE   ?= kps
+KPS_NAMESPACE ?= monitoring
+KPS_VERSION   := 86.0.0
+KPS_REPO      := https://prometheus-community.github.io/helm-charts
+KPS_CHART_DIR := .build/kube-prometheus-stack-$(KPS_VERSION)
+K8S_VERSION   := v1.33.1
+VERSION       := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+IMAGES        := streamflow-api:$(VERSION) streamflow-jobs:$(VERSION)
+# the chart's resource prefix: the release name, or <release>-streamflow (charts/streamflow/templates/_helpers.tpl)
+FULLNAME      := $(if $(findstring streamflow,$(RELEASE)),$(RELEASE),$(RELEASE)-streamflow)
+N             ?= 500
+KUBECTL       ?= kubectl
+HELM          ?= helm
+
+cluster: ## Create the local cluster, Kubernetes 1.33 (CLUSTER=kind|minikube)
+	case "$(CLUSTER)" in \
+	  kind) kind get clusters 2>/dev/null | grep -qx '$(CLUSTER_NAME)' || kind create cluster --name $(CLUSTER_NAME) --config k8s/kind-config.yaml ;; \
+	  minikube) minikube -p $(CLUSTER_NAME) status >/dev/null 2>&1 || minikube start -p $(CLUSTER_NAME) --kubernetes-version=$(K8S_VERSION) --cpus=2 --memory=6g --cni=calico ;; \
+	  *) echo "CLUSTER must be kind or minikube, not '$(CLUSTER)'" >&2; exit 2 ;; \
+	esac
+
+monitoring: ## Install kube-prometheus-stack, pinned KPS_VERSION (CRDs applied server-side, Grafana password in a Secret)
+	$(KUBECTL) create namespace $(KPS_NAMESPACE) --dry-run=client -o yaml | $(KUBECTL) apply -f -
+	$(KUBECTL) -n $(KPS_NAMESPACE) get secret grafana-admin >/dev/null 2>&1 || \
+	  $(KUBECTL) -n $(KPS_NAMESPACE) create secret generic grafana-admin --from-literal=admin-user=admin \
+	    --from-literal=admin-password="$$(head -c 24 /dev/urandom | base64 | tr -dc 'A-Za-z0-9')"
+	rm -rf $(KPS_CHART_DIR) && mkdir -p $(KPS_CHART_DIR)
+	$(HELM) pull kube-prometheus-stack --repo $(KPS_REPO) --version $(KPS_VERSION) --untar --untardir $(KPS_CHART_DIR)
+	$(KUBECTL) apply --server-side --force-conflicts -f $(KPS_CHART_DIR)/kube-prometheus-stack/charts/crds/crds/
+	$(HELM) upgrade --install $(KPS_RELEASE) $(KPS_CHART_DIR)/kube-prometheus-stack -n $(KPS_NAMESPACE) \
+	  --skip-crds -f k8s/kube-prometheus-stack.values.yaml --wait --timeout 15m
+
+images: ## Build the API and jobs images and load them into the cluster
+	docker build --target api -t streamflow-api:$(VERSION) .
+	docker build --target jobs -t streamflow-jobs:$(VERSION) .
+	case "$(CLUSTER)" in \
+	  kind) kind load docker-image --name $(CLUSTER_NAME) $(IMAGES) ;; \
+	  minikube) for image in $(IMAGES); do minikube -p $(CLUSTER_NAME) image load $$image; done ;; \
+	  *) echo "CLUSTER must be kind or minikube, not '$(CLUSTER)'" >&2; exit 2 ;; \
+	esac
+
+# No --wait: Helm waits for the bootstrap hook Job (data, Feast, model); the API turns ready after it.
+deploy: ## Install or upgrade the chart, then wait for the API (HELM_ARGS= for more flags)
+	$(HELM) upgrade --install $(RELEASE) charts/streamflow -n $(NAMESPACE) --create-namespace \
+	  --set image.tag=$(VERSION) \
+	  --set serviceMonitor.additionalLabels.release=$(KPS_RELEASE) \
+	  --set prometheusRule.additionalLabels.release=$(KPS_RELEASE) \
+	  --set networkPolicy.prometheus.namespace=$(KPS_NAMESPACE) \
+	  --timeout 20m $(HELM_ARGS)
+	$(KUBECTL) -n $(NAMESPACE) rollout status deployment/$(FULLNAME)-api --timeout 10m
+	$(HELM) test $(RELEASE) -n $(NAMESPACE)
+
+drift-now: ## Run the drift CronJob now as a Job; wait and print its decision
+	job=$(FULLNAME)-drift-now-$$(date +%s); \
+	$(KUBECTL) -n $(NAMESPACE) create job --from=cronjob/$(FULLNAME)-drift $$job; \
+	$(KUBECTL) -n $(NAMESPACE) wait --for=jsonpath='{.status.conditions[0].status}'=True job/$$job --timeout 30m; \
+	$(KUBECTL) -n $(NAMESPACE) logs job/$$job --tail 3; \
+	test "$$($(KUBECTL) -n $(NAMESPACE) get job $$job -o jsonpath='{.status.succeeded}')" = 1
+
+status: ## Last drift decision (ConfigMap annotations), recent drift jobs and their events
+	$(KUBECTL) -n $(NAMESPACE) get configmap $(FULLNAME)-drift-status -o go-template='{{range $$k, $$v := .metadata.annotations}}{{$$k}}={{$$v}}{{"\n"}}{{end}}' | grep '^drift.streamflow.io/' || echo "no decision recorded yet: make drift-now"
+	$(KUBECTL) -n $(NAMESPACE) get jobs -l app.kubernetes.io/component=drift,app.kubernetes.io/instance=$(RELEASE) --sort-by=.metadata.creationTimestamp
+	$(KUBECTL) -n $(NAMESPACE) get events --field-selector involvedObject.name=$(FULLNAME)-drift-status --sort-by=.lastTimestamp
+
+traffic: venv ## Send N (default 500) bounded /predict requests to the in-cluster API through a port-forward
+	$(KUBECTL) -n $(NAMESPACE) port-forward service/$(FULLNAME)-api 18000:8000 >/dev/null & forward=$$!; \
+	trap "kill $$forward" EXIT; \
+	$(PY) -m api.traffic --url http://127.0.0.1:18000 --requests $(N) --wait-seconds 30
+
+grafana: ## Port-forward Grafana to 127.0.0.1:3000 (user admin; password in Secret grafana-admin)
+	@echo "Grafana on http://127.0.0.1:3000 - password: $(KUBECTL) -n $(KPS_NAMESPACE) get secret grafana-admin -o jsonpath='{.data.admin-password}' | base64 -d"
+	$(KUBECTL) -n $(KPS_NAMESPACE) port-forward service/$(KPS_RELEASE)-grafana 3000:80
+
+prometheus: ## Port-forward Prometheus to 127.0.0.1:9090
+	$(KUBECTL) -n $(KPS_NAMESPACE) port-forward service/prometheus-operated 9090:9090
+
+down: ## Delete the local cluster (CLUSTER=kind|minikube)
+	case "$(CLUSTER)" in \
+	  kind) kind delete cluster --name $(CLUSTER_NAME) ;; \
+	  minikube) minikube delete -p $(CLUSTER_NAME) ;; \
+	  *) echo "CLUSTER must be kind or minikube, not '$(CLUSTER)'" >&2; exit 2 ;; \
+	esac
 
 ##@ Development
 venv: $(VENV)/.synced ## Create .venv from the hashed lock (uv pip sync)
@@ -70,4 +160,5 @@ $(BOOTSTRAPPED):
 	$(PY) -m jobs.bootstrap
 	touch $@
 
-.PHONY: help demo test serve bootstrap drift train status venv lock clean
+.PHONY: help demo test serve bootstrap drift train status-local venv lock clean \
+	cluster monitoring images deploy drift-now status traffic grafana prometheus down

@@ -54,6 +54,20 @@ async def run(url: str, requests: int, concurrency: int, max_seconds: float, kno
     return statuses, latencies
 
 
+def wait_for_health(url: str, seconds: float) -> None:
+    """Wait until /health answers (a port-forward takes a moment to listen)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            if httpx.get(f"{url}/health", timeout=2.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() >= deadline:
+            raise SystemExit(f"no answer from {url}/health within {seconds:.0f}s")
+        time.sleep(0.5)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m api.traffic", description=__doc__.split("\n")[0])
     parser.add_argument("--url", default="http://127.0.0.1:8000")
@@ -62,9 +76,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-seconds", type=float, default=60.0, help="upper bound on duration")
     parser.add_argument("--known-users", type=int, default=1000, help="pick ids among the first N demo users")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--wait-seconds", type=float, default=0.0, help="first wait this long for /health")
     args = parser.parse_args(argv)
     if args.requests < 1 or args.concurrency < 1 or args.max_seconds <= 0 or args.known_users < 1:
         parser.error("--requests, --concurrency, --known-users and --max-seconds must be positive")
+    if args.wait_seconds > 0:
+        wait_for_health(args.url.rstrip("/"), args.wait_seconds)
     started = time.monotonic()
     statuses, latencies = asyncio.run(run(args.url.rstrip("/"), args.requests, args.concurrency,
                                           args.max_seconds, args.known_users, args.seed))

@@ -8,6 +8,7 @@ default elsewhere.
 
 from __future__ import annotations
 
+import os
 from datetime import date
 from functools import lru_cache
 from pathlib import Path
@@ -18,8 +19,14 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 
 
+# Secrets may also come as files, one per setting, named like the variable in lower case (e.g.
+# `streamflow_database_url`): how Kubernetes hands a Secret to a pod without putting it in the
+# environment. The directory is itself given by a variable, read once here.
+SECRETS_DIR = os.environ.get("STREAMFLOW_SECRETS_DIR") or None
+
+
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="STREAMFLOW_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="STREAMFLOW_", extra="ignore", secrets_dir=SECRETS_DIR)
 
     # --- storage -------------------------------------------------------------------------
     data_dir: Path = Field(Path("data"), description="root of the embedded default's files")

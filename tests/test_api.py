@@ -189,7 +189,7 @@ def test_real_uvicorn_over_http(demo_dir: Path, capsys) -> None:
 
         # the chart's `helm test` check, then `make traffic`'s bounded load
         assert smoke.main([api.base_url]) == 0
-        assert traffic.main(["--url", api.base_url, "--requests", "80", "--known-users", "1000"]) == 0
+        assert traffic.main(["--url", api.base_url, "--requests", "80", "--known-users", "1000", "--wait-seconds", "5"]) == 0
         sent = re.search(r"sent (\d+) requests", capsys.readouterr().out)
         assert sent and int(sent.group(1)) == 80
         after = client.get("/metrics").text

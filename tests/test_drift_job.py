@@ -112,9 +112,16 @@ def test_missing_snapshot_fails_with_the_date_and_keeps_status(demo_settings: Se
     _assert_failed_cleanly(run, before, 3, "as_of=2024-04-30", "empty")
 
 
-def test_unreachable_database_fails_with_exit_3(demo_settings: Settings, drift_runs) -> None:
+@pytest.mark.parametrize("passed_as", ["variable", "secret file"])
+def test_unreachable_database_fails_with_exit_3(demo_settings: Settings, drift_runs, passed_as: str,
+                                                 tmp_path: Path) -> None:
     before = read_status(demo_settings)
-    env = data_env(demo_settings.data_dir, database_url="postgresql://nobody:secret-pw@127.0.0.1:9/none")
+    url = "postgresql://nobody:secret-pw@127.0.0.1:9/none"
+    if passed_as == "variable":
+        env = data_env(demo_settings.data_dir, database_url=url)
+    else:  # how the chart passes it: a Secret mounted as files, named like the variables
+        (tmp_path / "streamflow_database_url").write_text(url + "\n")
+        env = data_env(demo_settings.data_dir, secrets_dir=tmp_path)
     result = run_module("jobs.drift", env=env)
     run = DriftRun(result.returncode, result.stdout, result.stderr, read_status(demo_settings))
     last = _assert_failed_cleanly(run, before, 3, "database", "127.0.0.1:9")

@@ -2,7 +2,7 @@
 
 In a cluster: the real ConfigMap, patched through the `kubernetes` client (in-cluster config,
 else kubeconfig). Embedded default: a local JSON file holding the same ConfigMap object, so the
-whole flow runs with no cluster and `make status` reads the same fields.
+whole flow runs with no cluster and `make status-local` reads the same fields.
 """
 
 from __future__ import annotations
