@@ -63,6 +63,11 @@ class Settings(BaseSettings):
         None, description="namespace of the status ConfigMap; default: the pod's own, else 'default'"
     )
     status_file: Path | None = None
+    pushgateway_url: str | None = Field(
+        None,
+        description="Prometheus Pushgateway the drift job pushes its outcome to (e.g. "
+        "http://127.0.0.1:9091); unset: no push",
+    )
 
     # --- API -------------------------------------------------------------------------------
     api_host: str = "127.0.0.1"

@@ -17,6 +17,7 @@ import pytest
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("FEAST_USAGE", "False")
 
+from api.process import free_port  # noqa: E402
 from streamflow.settings import Settings  # noqa: E402
 from tests.support.processes import data_env, must_succeed, run_module  # noqa: E402
 
@@ -56,16 +57,18 @@ def read_status(settings: Settings) -> dict:
     return json.loads(settings.status_file.read_text()) if settings.status_file.exists() else {}
 
 
-def run_drift(settings: Settings, *args: str) -> DriftRun:
-    result = run_module("jobs.drift", *args, env=data_env(settings.data_dir))
+def run_drift(settings: Settings, *args: str, **extra_settings: object) -> DriftRun:
+    result = run_module("jobs.drift", *args, env=data_env(settings.data_dir, **extra_settings))
     return DriftRun(result.returncode, result.stdout, result.stderr, read_status(settings))
 
 
 @pytest.fixture(scope="session")
 def drift_runs(demo_settings: Settings) -> dict[str, DriftRun]:
     """The two drift runs of `make demo`, in order: month_000 vs month_001, then the default
-    (two latest snapshots: month_001 vs month_002)."""
+    (two latest snapshots: month_001 vs month_002). The first one is configured with a
+    Pushgateway nobody listens on: its push fails, and the decision must be recorded anyway."""
     return {
-        "jan_feb": run_drift(demo_settings, "--reference", "2024-01-31", "--current", "2024-02-29"),
+        "jan_feb": run_drift(demo_settings, "--reference", "2024-01-31", "--current", "2024-02-29",
+                             pushgateway_url=f"http://127.0.0.1:{free_port()}"),
         "latest": run_drift(demo_settings),
     }

@@ -51,6 +51,16 @@ def test_january_vs_february_is_no_action(drift_runs: dict[str, DriftRun]) -> No
     assert run.annotations[ANNOTATION_PREFIX + "reference"] == "2024-01-31"
 
 
+def test_an_unreachable_pushgateway_is_logged_and_loses_no_decision(drift_runs) -> None:
+    run = drift_runs["jan_feb"]
+    records = [json.loads(line) for line in run.stderr.splitlines() if line.startswith("{")]
+    failed = [r for r in records if r["message"].startswith("pushgateway push failed")]
+    assert len(failed) == 1 and failed[0]["level"] == "warning"
+    assert failed[0]["pushgateway"].startswith("http://127.0.0.1:") and failed[0]["reason"]
+    assert run.returncode == 0 and LINE.match(run.last_line)
+    assert run.annotations[ANNOTATION_PREFIX + "decision"] == NO_ACTION
+
+
 def test_default_run_compares_the_two_latest_snapshots_and_triggers_retraining(drift_runs) -> None:
     run = drift_runs["latest"]
     assert run.returncode == 0, run.stderr[-2000:]

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from jobs.drift import report
+from jobs.drift import push, report
 from jobs.drift.decision import Decision, decide, decision_line
 from jobs.drift.sinks import SinkError, StatusSink, annotations, make_sink
 from streamflow import __version__, db
@@ -65,7 +65,8 @@ def run(settings: Settings, sink: StatusSink, reference: date | None, current: d
     engine = db.make_engine(settings)
     reference, current = resolve_snapshots(db.list_snapshots(engine), reference, current)
     log_event(log, "drift run started", reference=reference.isoformat(), current=current.isoformat(),
-              threshold=threshold, database=settings.database_url_safe, sink=sink.describe())
+              threshold=threshold, database=settings.database_url_safe, sink=sink.describe(),
+              pushgateway=settings.pushgateway_url or "off")
 
     from streamflow.feature_repo import open_store  # imports Feast (slow): after argument checks
 
@@ -101,6 +102,9 @@ def run(settings: Settings, sink: StatusSink, reference: date | None, current: d
     }
     report.save(snapshot, report_dict, extra, html_path, json_path)
     sink.annotate(annotations(decision))
+    if settings.pushgateway_url:  # after the annotation: a failed push must not lose the decision
+        push.push(settings.pushgateway_url, push.build_registry(
+            decision, result, extra["rows"], time.perf_counter() - started, time.time()))
     log_event(log, "drift decision", decision=decision.action, drift_share=round(decision.drift_share, 4),
               threshold=threshold, target_drift=round(decision.target_drift, 4),
               drifted_features=list(decision.drifted_features), reference=reference.isoformat(),

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from api.process import free_port
+from streamflow.devtools import apt_install
 
 
 def _bin_dir() -> Path | None:
@@ -24,15 +25,9 @@ def _bin_dir() -> Path | None:
 
 
 def ensure_installed() -> Path:
+    if _bin_dir() is None:
+        apt_install("postgresql")
     bin_dir = _bin_dir()
-    if bin_dir is None:
-        if os.geteuid() != 0:
-            raise RuntimeError("PostgreSQL server binaries missing: `sudo apt-get install postgresql`")
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
-        subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", "postgresql"],
-                       check=True, env=env)
-        bin_dir = _bin_dir()
     assert bin_dir is not None, "postgresql installed but no initdb found"
     return bin_dir
 
