@@ -40,11 +40,17 @@ serve: venv $(BOOTSTRAPPED) ## Run the API in the foreground on 127.0.0.1:8000
 bootstrap: venv ## Demo data + feast apply + materialize + train (idempotent; FORCE=1 redoes all)
 	$(PY) -m jobs.bootstrap $(if $(FORCE),--force) && touch $(BOOTSTRAPPED)
 
-drift: venv $(BOOTSTRAPPED) ## Run the drift job (REF=YYYY-MM-DD CUR=YYYY-MM-DD; default: two latest)
+drift: venv $(BOOTSTRAPPED) ## Run the drift job (REF=YYYY-MM-DD CUR=YYYY-MM-DD; default: two latest; pushes to STREAMFLOW_PUSHGATEWAY_URL if set)
 	$(PY) -m jobs.drift $(if $(REF),--reference $(REF)) $(if $(CUR),--current $(CUR))
 
 train: venv ## Retrain the model on the oldest snapshot
 	$(PY) -m jobs.train
+
+observe: venv $(BOOTSTRAPPED) ## Real Prometheus + Pushgateway + API + drift job here; prints each dashboard panel's value (UI on 127.0.0.1:9090)
+	$(PY) -m streamflow.monitoring.observe
+
+dashboards: venv ## Regenerate charts/streamflow/dashboards/*.json from streamflow/monitoring/dashboards.py
+	$(PY) -m streamflow.monitoring.dashboards
 
 status-local: ## Show the embedded default's drift status (the local ConfigMap file)
 	@cat $(DATA_DIR)/status/streamflow-drift-status.json 2>/dev/null || echo "no drift status yet: run make drift"
@@ -65,6 +71,9 @@ IMAGES        := streamflow-api:$(VERSION) streamflow-jobs:$(VERSION)
 # the chart's resource prefix: the release name, or <release>-streamflow (charts/streamflow/templates/_helpers.tpl)
 FULLNAME      := $(if $(findstring streamflow,$(RELEASE)),$(RELEASE),$(RELEASE)-streamflow)
 N             ?= 500
+# Alerts link their runbooks: docs/runbooks.md where this repository's origin is hosted (override RUNBOOK_URL=)
+REPO_WEB_URL  := $(shell git remote get-url origin 2>/dev/null | sed -E 's#^git@([^:]+):#https://\1/#; s#\.git$$##' | grep '^https://')
+RUNBOOK_URL   ?= $(if $(REPO_WEB_URL),$(REPO_WEB_URL)/blob/main/docs/runbooks.md)
 KUBECTL       ?= kubectl
 HELM          ?= helm
 
@@ -102,6 +111,7 @@ deploy: ## Install or upgrade the chart, then wait for the API (HELM_ARGS= for m
 	  --set serviceMonitor.additionalLabels.release=$(KPS_RELEASE) \
 	  --set prometheusRule.additionalLabels.release=$(KPS_RELEASE) \
 	  --set networkPolicy.prometheus.namespace=$(KPS_NAMESPACE) \
+	  $(if $(RUNBOOK_URL),--set prometheusRule.runbookBaseUrl=$(RUNBOOK_URL)) \
 	  --timeout 20m $(HELM_ARGS)
 	$(KUBECTL) -n $(NAMESPACE) rollout status deployment/$(FULLNAME)-api --timeout 10m
 	$(HELM) test $(RELEASE) -n $(NAMESPACE)

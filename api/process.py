@@ -35,9 +35,11 @@ class ApiProcess:
 
 @contextmanager
 def running_api(env: Mapping[str, str], workers: int = 1, ready_timeout: float = 180.0,
-                log_path: str | None = None) -> Iterator[ApiProcess]:
-    """Run the API until the block ends; waits for /ready (model verified, store answering)."""
-    port = free_port()
+                log_path: str | None = None, port: int | None = None,
+                ready_path: str = "/ready") -> Iterator[ApiProcess]:
+    """Run the API until the block ends; waits for `ready_path` to answer 200 (/ready: model
+    verified, store answering; /health: the process serves, e.g. to watch it fail requests)."""
+    port = port or free_port()
     child_env = {**os.environ, **env, "STREAMFLOW_API_HOST": "127.0.0.1",
                  "STREAMFLOW_API_PORT": str(port), "STREAMFLOW_API_WORKERS": str(workers)}
     log_file = open(log_path, "wb") if log_path else subprocess.DEVNULL  # noqa: SIM115
@@ -45,7 +47,7 @@ def running_api(env: Mapping[str, str], workers: int = 1, ready_timeout: float =
                                stderr=subprocess.STDOUT)
     api = ApiProcess(f"http://127.0.0.1:{port}", process)
     try:
-        _wait_ready(api, ready_timeout)
+        _wait_ready(api, ready_timeout, ready_path)
         yield api
     finally:
         process.send_signal(signal.SIGTERM)
@@ -58,7 +60,7 @@ def running_api(env: Mapping[str, str], workers: int = 1, ready_timeout: float =
             log_file.close()  # type: ignore[union-attr]
 
 
-def _wait_ready(api: ApiProcess, timeout: float) -> None:
+def _wait_ready(api: ApiProcess, timeout: float, path: str) -> None:
     deadline = time.monotonic() + timeout
     last = "no answer yet"
     with api.client() as client:
@@ -66,11 +68,11 @@ def _wait_ready(api: ApiProcess, timeout: float) -> None:
             if api.process.poll() is not None:
                 raise RuntimeError(f"API exited with code {api.process.returncode} before it was ready")
             try:
-                response = client.get("/ready")
+                response = client.get(path)
                 if response.status_code == 200:
                     return
                 last = response.text
             except httpx.TransportError as exc:
                 last = str(exc)
             time.sleep(0.5)
-    raise RuntimeError(f"API not ready after {timeout:.0f}s: {last}")
+    raise RuntimeError(f"API {path} not 200 after {timeout:.0f}s: {last}")

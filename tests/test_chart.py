@@ -147,7 +147,7 @@ def test_every_builtin_object_passes_the_kubernetes_schemas_strictly(variant: st
 
 
 def test_strict_schema_validation_catches_an_unknown_field(rendered, tmp_path: Path) -> None:
-    deployment = copy.deepcopy(one(rendered["default"], "Deployment"))
+    deployment = copy.deepcopy(one(rendered["default"], "Deployment", "streamflow-api"))
     deployment["spec"]["template"]["spec"]["containers"][0]["readinessProbes"] = []
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(deployment))
@@ -189,7 +189,7 @@ def test_custom_resources_match_the_prometheus_operator_crds(rendered) -> None:
 
 
 def test_crd_validation_catches_an_unknown_field_and_a_wrong_type(rendered) -> None:
-    monitor = copy.deepcopy(one(rendered["default"], "ServiceMonitor"))
+    monitor = copy.deepcopy(one(rendered["default"], "ServiceMonitor", "streamflow-api"))
     monitor["spec"]["endpoints"][0]["portName"] = "http"
     assert any("portName" in e for e in crd_errors(monitor))
     rule = copy.deepcopy(one(rendered["default"], "PrometheusRule"))
@@ -202,7 +202,7 @@ def test_crd_validation_catches_an_unknown_field_and_a_wrong_type(rendered) -> N
 @pytest.mark.parametrize("variant", [v for v in VARIANTS if v != "minimal-values"])
 def test_servicemonitor_selects_the_api_service_and_its_named_port(variant: str, rendered) -> None:
     objects = rendered[variant]
-    monitor = one(objects, "ServiceMonitor")
+    monitor = one(objects, "ServiceMonitor", "streamflow-api")
     service = one(objects, "Service", "streamflow-api")
     selector = monitor["spec"]["selector"]["matchLabels"]
     assert selector.items() <= service["metadata"]["labels"].items()
@@ -211,7 +211,7 @@ def test_servicemonitor_selects_the_api_service_and_its_named_port(variant: str,
     assert [e["port"] for e in monitor["spec"]["endpoints"]] == ["http"] and "http" in port_names
     assert monitor["spec"]["endpoints"][0]["path"] == "/metrics"
     # and the Service reaches the API container's named port
-    deployment = one(objects, "Deployment")
+    deployment = one(objects, "Deployment", "streamflow-api")
     assert service["spec"]["selector"].items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
     container_ports = {p["name"] for p in pod_spec(deployment)["containers"][0]["ports"]}
     assert {p["targetPort"] for p in service["spec"]["ports"]} <= container_ports
@@ -292,7 +292,8 @@ def test_external_database_comes_from_the_users_secret(rendered) -> None:
     objects = rendered["external-database-values"]
     assert not find(objects, "StatefulSet") and not find(objects, "Secret")
     for obj in objects:
-        if obj["kind"] in POD_KINDS - {"Pod"}:  # the helm test pod needs no database
+        # the helm test pod and the Pushgateway need no database
+        if obj["kind"] in POD_KINDS - {"Pod"} and obj["metadata"]["name"] != "streamflow-pushgateway":
             secrets = [v["secret"] for v in pod_spec(obj)["volumes"] if "secret" in v]
             assert secrets == [{"secretName": "streamflow-database", "defaultMode": 0o440,
                                 "items": [{"key": "url", "path": "streamflow_database_url"}]}], obj["metadata"]["name"]
@@ -315,7 +316,7 @@ def test_bundled_database_url_points_at_the_bundled_postgresql(rendered) -> None
 
 def test_workers_switch_on_multiprocess_metrics_on_a_memory_volume(rendered) -> None:
     for variant, expected in (("default", False), ("workers-values", True)):
-        spec = pod_spec(one(rendered[variant], "Deployment"))
+        spec = pod_spec(one(rendered[variant], "Deployment", "streamflow-api"))
         container = spec["containers"][0]
         env = env_of(container)
         mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
@@ -326,15 +327,15 @@ def test_workers_switch_on_multiprocess_metrics_on_a_memory_volume(rendered) -> 
             volume = next(v for v in spec["volumes"] if v["name"] == "metrics")
             assert volume["emptyDir"]["medium"] == "Memory"
     workers = rendered["workers-values"]
-    assert one(workers, "Deployment")["spec"]["replicas"] == 2
+    assert one(workers, "Deployment", "streamflow-api")["spec"]["replicas"] == 2
     assert one(workers, "PodDisruptionBudget")["spec"]["selector"]["matchLabels"].items() <= \
-        one(workers, "Deployment")["spec"]["template"]["metadata"]["labels"].items()
+        one(workers, "Deployment", "streamflow-api")["spec"]["template"]["metadata"]["labels"].items()
 
 
 def test_autoscaling_hands_replicas_to_the_hpa(rendered) -> None:
     objects = rendered["hpa-values"]
     hpa = one(objects, "HorizontalPodAutoscaler")
-    deployment = one(objects, "Deployment")
+    deployment = one(objects, "Deployment", "streamflow-api")
     assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment",
                                              "name": deployment["metadata"]["name"]}
     assert "replicas" not in deployment["spec"]
@@ -342,7 +343,7 @@ def test_autoscaling_hands_replicas_to_the_hpa(rendered) -> None:
 
 
 def test_probes_hit_health_and_ready(rendered) -> None:
-    container = pod_spec(one(rendered["default"], "Deployment"))["containers"][0]
+    container = pod_spec(one(rendered["default"], "Deployment", "streamflow-api"))["containers"][0]
     assert container["livenessProbe"]["httpGet"]["path"] == "/health"
     assert container["startupProbe"]["httpGet"]["path"] == "/health"
     assert container["readinessProbe"]["httpGet"]["path"] == "/ready"
@@ -417,7 +418,7 @@ def test_every_pod_meets_pod_security_restricted(variant: str, rendered) -> None
 
 
 def test_restricted_check_catches_a_root_container(rendered) -> None:
-    spec = copy.deepcopy(pod_spec(one(rendered["default"], "Deployment")))
+    spec = copy.deepcopy(pod_spec(one(rendered["default"], "Deployment", "streamflow-api")))
     spec["securityContext"]["runAsUser"] = 0
     spec["containers"][0]["securityContext"]["allowPrivilegeEscalation"] = True
     assert len(restricted_violations(spec)) == 2
@@ -464,7 +465,7 @@ def test_make_targets_use_the_names_the_chart_renders(rendered) -> None:
     assert result.returncode == 0, result.stderr
     commands = result.stdout
     assert f"upgrade --install {RELEASE} charts/streamflow -n {NAMESPACE}" in commands
-    assert f"deployment/{one(objects, 'Deployment')['metadata']['name']}" in commands
+    assert f"deployment/{one(objects, 'Deployment', 'streamflow-api')['metadata']['name']}" in commands
     assert f"cronjob/{one(objects, 'CronJob')['metadata']['name']}" in commands
     assert f"service/{one(objects, 'Service', 'streamflow-api')['metadata']['name']}" in commands
     status_configmap = env_of(pod_spec(one(objects, "CronJob"))["containers"][0])["STREAMFLOW_STATUS_CONFIGMAP"]["value"]
