@@ -113,13 +113,9 @@ def save(estimator: Any, settings: Settings, **fields: Any) -> ModelMetadata:
 def load(settings: Settings) -> ChurnModel:
     """The current model from the configured store, after its checksum and features are verified."""
     if settings.model_store == "database":
-        metadata_json, payload, where = _read_from_database(settings)
+        metadata, payload, where = _read_from_database(settings)
     else:
-        metadata_json, payload, where = _read_from_directory(_model_dir(settings))
-    try:
-        metadata = ModelMetadata(**json.loads(metadata_json))
-    except (ValueError, TypeError) as exc:
-        raise ModelArtifactError(f"unreadable model metadata in {where}: {exc}") from None
+        metadata, payload, where = _read_from_directory(_model_dir(settings))
     if metadata.feature_names != list(FEATURE_NAMES):
         raise ModelArtifactError(f"model {metadata.version} was trained on other features: retrain it")
     if payload is None:
@@ -138,24 +134,30 @@ def _model_dir(settings: Settings) -> Path:
     return settings.model_dir
 
 
-def _read_from_directory(model_dir: Path) -> tuple[str, bytes | None, str]:
+def _parse_metadata(metadata_json: str, where: str) -> ModelMetadata:
     try:
-        metadata_json = (model_dir / METADATA_FILE).read_text()
+        return ModelMetadata(**json.loads(metadata_json))
+    except (ValueError, TypeError) as exc:
+        raise ModelArtifactError(f"unreadable model metadata in {where}: {exc}") from None
+
+
+# Each store reader returns (metadata, artifact bytes or None when absent, where it looked).
+def _read_from_directory(model_dir: Path) -> tuple[ModelMetadata, bytes | None, str]:
+    where = str(model_dir)
+    try:
+        metadata = _parse_metadata((model_dir / METADATA_FILE).read_text(), where)
     except FileNotFoundError:
         raise ModelArtifactError(
             f"no model metadata at {model_dir / METADATA_FILE}: run `make bootstrap` (or jobs.train)"
         ) from None
     try:
-        artifact = json.loads(metadata_json).get("artifact", "")
-        payload = (model_dir / artifact).read_bytes() if artifact else None
-    except (ValueError, AttributeError):
-        payload = None  # the metadata check in load() names the problem
-    except FileNotFoundError:
+        payload = (model_dir / metadata.artifact).read_bytes() if metadata.artifact else None
+    except (FileNotFoundError, IsADirectoryError):
         payload = None
-    return metadata_json, payload, str(model_dir)
+    return metadata, payload, where
 
 
-def _read_from_database(settings: Settings) -> tuple[str, bytes, str]:
+def _read_from_database(settings: Settings) -> tuple[ModelMetadata, bytes | None, str]:
     where = f"table model_artifacts of {settings.database_url_safe}"
     query = (sa.select(model_artifacts.c.metadata, model_artifacts.c.payload)
              .order_by(model_artifacts.c.created_at.desc(), model_artifacts.c.version.desc()).limit(1))
@@ -167,4 +169,4 @@ def _read_from_database(settings: Settings) -> tuple[str, bytes, str]:
         raise ModelArtifactError(f"cannot read {where}: {reason}") from None
     if row is None:
         raise ModelArtifactError(f"no model in {where}: run the bootstrap job (or jobs.train)")
-    return row.metadata, bytes(row.payload), where
+    return _parse_metadata(row.metadata, where), bytes(row.payload), where
