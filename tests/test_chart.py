@@ -22,6 +22,7 @@ import pytest
 import yaml
 
 from streamflow import __version__
+from streamflow.monitoring.localstack import render_chart
 from tests.support import tools
 from tests.support.processes import REPO_ROOT
 
@@ -39,13 +40,12 @@ def helm(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     return result
 
 
-def values_args(variant: str) -> list[str]:
-    return [] if variant == "default" else ["-f", str(CHART / "ci" / f"{variant}.yaml")]
+def value_files(variant: str) -> list[Path]:
+    return [] if variant == "default" else [CHART / "ci" / f"{variant}.yaml"]
 
 
-def render(variant: str, *extra: str) -> list[dict]:
-    out = helm("template", RELEASE, str(CHART), "-n", NAMESPACE, *KUBE_VERSION_FLAG, *values_args(variant), *extra).stdout
-    return [doc for doc in yaml.safe_load_all(out) if doc]
+def render(variant: str, values: dict | None = None) -> list[dict]:
+    return render_chart(RELEASE, NAMESPACE, values, value_files=value_files(variant))
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +89,8 @@ def env_of(container: dict) -> dict[str, dict]:
 
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_helm_lint_strict(variant: str) -> None:
-    result = helm("lint", "--strict", str(CHART), *KUBE_VERSION_FLAG, *values_args(variant))
+    files = [arg for path in value_files(variant) for arg in ("-f", str(path))]
+    result = helm("lint", "--strict", str(CHART), *KUBE_VERSION_FLAG, *files)
     assert "1 chart(s) linted, 0 chart(s) failed" in result.stdout
 
 
@@ -249,7 +250,7 @@ def test_drift_role_grants_exactly_the_configmap_the_job_annotates(variant: str,
 
 
 def test_status_configmap_name_is_configurable(rendered) -> None:
-    objects = render("default", "--set", "status.configMapName=churn-drift")
+    objects = render("default", {"status": {"configMapName": "churn-drift"}})
     assert one(objects, "Role")["rules"][0]["resourceNames"] == ["churn-drift"]
     assert env_of(pod_spec(one(objects, "CronJob"))["containers"][0])["STREAMFLOW_STATUS_CONFIGMAP"]["value"] == "churn-drift"
     assert find(objects, "ConfigMap", "churn-drift")

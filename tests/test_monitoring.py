@@ -40,35 +40,31 @@ def alerts_of(objects: list[dict]) -> dict[str, dict]:
     return {rule["alert"]: rule for group in rule_groups(objects)["groups"] for rule in group["rules"]}
 
 
-def committed() -> dict[str, dict]:
-    return {p.name: json.loads(p.read_text()) for p in sorted(dashboards.DASHBOARD_DIR.glob("*.json"))}
-
-
 # --- dashboards ----------------------------------------------------------------------------------
 def test_committed_dashboards_are_what_the_code_generates() -> None:
     assert dashboards.main(["--check"]) == 0
-    assert set(committed()) == set(dashboards.rendered()) == {"api.json", "drift.json"}
+    assert set(dashboards.committed()) == set(dashboards.rendered()) == {"api.json", "drift.json"}
 
 
 @pytest.mark.parametrize("name", ["api.json", "drift.json"])
 def test_dashboard_is_a_valid_grafana_model(name: str) -> None:
     """Decoding into Grafana's typed model and encoding back loses nothing: every key is one
     Grafana knows, with the type it expects."""
-    document = committed()[name]
+    document = dashboards.committed()[name]
     typed = Dashboard.from_json(document)
     assert json.loads(json.dumps(typed, cls=JSONEncoder)) == document
     assert document["schemaVersion"] >= 39 and document["uid"].startswith("streamflow-")
 
 
 def test_model_check_catches_a_misspelt_key() -> None:
-    document = committed()["api.json"]
+    document = dashboards.committed()["api.json"]
     document["panels"][1]["gridPoss"] = document["panels"][1].pop("gridPos")
     assert json.loads(json.dumps(Dashboard.from_json(document), cls=JSONEncoder)) != document
 
 
 @pytest.mark.parametrize("name", ["api.json", "drift.json"])
 def test_dashboards_query_through_variables_not_someones_uids(name: str) -> None:
-    document = committed()[name]
+    document = dashboards.committed()[name]
     variables = {v["name"]: v for v in document["templating"]["list"]}
     assert variables["datasource"]["type"] == "datasource" and variables["datasource"]["query"] == "prometheus"
     assert variables["namespace"]["type"] == "query"
@@ -81,7 +77,7 @@ def test_dashboards_query_through_variables_not_someones_uids(name: str) -> None
 
 
 def test_dashboards_cover_what_users_look_for() -> None:
-    exprs = {name: " ".join(q.expr for q in dashboards.panel_queries(doc)) for name, doc in committed().items()}
+    exprs = {name: " ".join(q.expr for q in dashboards.panel_queries(doc)) for name, doc in dashboards.committed().items()}
     api, drift = exprs["api.json"], exprs["drift.json"]
     for needle in ("rate(api_requests_total", 'status=~"5.."', "histogram_quantile(0.99", "histogram_quantile(0.95",
                    "histogram_quantile(0.5", "api_request_latency_seconds_sum", "api_request_latency_seconds_count",
@@ -109,7 +105,7 @@ def test_dashboards_ship_as_configmaps_the_grafana_sidecar_loads(objects) -> Non
         assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
         assert cm["metadata"]["annotations"]["grafana_folder"] == "StreamFlow"
         (key, text), = cm["data"].items()
-        assert json.loads(text) == committed()[key]
+        assert json.loads(text) == dashboards.committed()[key]
     off = render_chart(RELEASE, NAMESPACE, {"dashboards": {"enabled": False}})
     assert not [n for n in of_kind(off, "ConfigMap") if "dashboard" in n]
 
@@ -142,15 +138,20 @@ def test_promtool_checks_the_rendered_rules(objects, tmp_path: Path) -> None:
     assert result.returncode == 0 and f"SUCCESS: {len(EXPECTED_ALERTS)} rules found" in result.stdout, result.stdout + result.stderr
 
 
+def promtool_unit_tests(groups: dict, workdir: Path) -> subprocess.CompletedProcess:
+    """`promtool test rules` of tests/alerts/ against `groups`, written where the tests expect them."""
+    (workdir / "streamflow-rules.yaml").write_text(yaml.safe_dump(groups))
+    shutil.copy(ALERT_TESTS, workdir)
+    return subprocess.run([str(devtools.promtool()), "test", "rules", ALERT_TESTS.name], cwd=workdir,
+                          capture_output=True, text=True)
+
+
 def test_promtool_unit_tests_fire_and_stay_silent_for_every_alert(objects, tmp_path: Path) -> None:
     cases = yaml.safe_load(ALERT_TESTS.read_text())
     tested = {t["alertname"] for case in cases["tests"] for t in case["alert_rule_test"]}
     firing = {t["alertname"] for case in cases["tests"] for t in case["alert_rule_test"] if t["exp_alerts"]}
     assert tested == firing == EXPECTED_ALERTS
-    (tmp_path / "streamflow-rules.yaml").write_text(yaml.safe_dump(rule_groups(objects)))
-    shutil.copy(ALERT_TESTS, tmp_path)
-    result = subprocess.run([str(devtools.promtool()), "test", "rules", ALERT_TESTS.name], cwd=tmp_path,
-                            capture_output=True, text=True)
+    result = promtool_unit_tests(rule_groups(objects), tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -160,10 +161,7 @@ def test_promtool_unit_tests_catch_a_broken_rule(objects, tmp_path: Path) -> Non
         for rule in group["rules"]:
             if rule["alert"] == "StreamFlowApiErrorRatioHigh":
                 rule["expr"] = rule["expr"].replace('status=~"5.."', 'status=~"4.."')
-    (tmp_path / "streamflow-rules.yaml").write_text(yaml.safe_dump(groups))
-    shutil.copy(ALERT_TESTS, tmp_path)
-    result = subprocess.run([str(devtools.promtool()), "test", "rules", ALERT_TESTS.name], cwd=tmp_path,
-                            capture_output=True, text=True)
+    result = promtool_unit_tests(groups, tmp_path)
     assert result.returncode != 0 and "StreamFlowApiErrorRatioHigh" in result.stdout + result.stderr
 
 

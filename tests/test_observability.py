@@ -7,7 +7,6 @@ second, so alerts go pending and firing within seconds; their expressions are th
 
 from __future__ import annotations
 
-import asyncio
 import math
 import threading
 import time
@@ -17,7 +16,6 @@ from pathlib import Path
 
 import pytest
 
-from api import traffic
 from api.process import ApiProcess, free_port, running_api
 from jobs.drift.decision import NO_ACTION, RETRAIN
 from streamflow.monitoring import observe
@@ -104,9 +102,7 @@ class BackgroundTraffic:
         self.thread.start()
 
     def _run(self, url: str, seconds: float, requests: int) -> None:
-        statuses, _ = asyncio.run(traffic.run(url, requests, concurrency=2, max_seconds=seconds,
-                                              known_users=TEST_USERS // 2, seed=5))
-        self.statuses = dict(statuses)
+        self.statuses = observe.send_traffic(url, requests, TEST_USERS // 2, max_seconds=seconds, concurrency=2)
 
     def join(self) -> dict[str, int]:
         self.thread.join(timeout=120)
@@ -152,7 +148,7 @@ def test_error_ratio_alert_stays_silent_under_clean_traffic(scenario) -> None:
 
 def test_every_dashboard_panel_query_returns_data(scenario) -> None:
     panels = scenario["panels"]
-    assert len(panels) == sum(len(observe.dashboards.panel_queries(d)) for d in observe.committed_dashboards().values())
+    assert len(panels) == sum(len(observe.dashboards.panel_queries(d)) for d in observe.dashboards.committed().values())
     empty = [f"{p.query.dashboard} › {p.query.panel} [{p.query.ref_id}]: {p.expr}" for p in panels if not p.result]
     assert not empty, "\n".join(empty)
     not_finite = [f"{p.query.panel}: {p.values}" for p in panels if not all(math.isfinite(v) for v in p.values)]
@@ -165,7 +161,7 @@ def test_every_dashboard_panel_query_returns_data(scenario) -> None:
 
 
 def test_dashboard_variables_resolve_to_this_release(stack: Stack, scenario) -> None:
-    for dashboard in observe.committed_dashboards().values():
+    for dashboard in observe.dashboards.committed().values():
         for variable in dashboard["templating"]["list"]:
             if variable["type"] != "query":
                 continue
@@ -205,7 +201,7 @@ def test_make_observe_prints_every_panel_with_a_value(demo_dir: Path) -> None:
                         "--prometheus-port", str(free_port()), env=data_env(demo_dir), timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     out = result.stdout
-    for dashboard in observe.committed_dashboards().values():
+    for dashboard in observe.dashboards.committed().values():
         for query in observe.dashboards.panel_queries(dashboard):
             assert f"{query.dashboard} › {query.panel} [{query.ref_id}]" in out
     assert "(no data)" not in out

@@ -226,6 +226,11 @@ def rendered() -> dict[str, str]:
     return {f"{name}.json": render(build()) for name, build in DASHBOARDS.items()}
 
 
+def committed() -> dict[str, dict]:
+    """File name -> dashboard of the JSON files the chart ships."""
+    return {path.name: json.loads(path.read_text()) for path in sorted(DASHBOARD_DIR.glob("*.json"))}
+
+
 # --- reading the queries back, as Grafana runs them ------------------------------------------
 @dataclass(frozen=True)
 class PanelQuery:

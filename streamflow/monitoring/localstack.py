@@ -31,29 +31,31 @@ COMPONENT_LABEL = "app.kubernetes.io/component"
 TRANSLATED_ENDPOINT_FIELDS = {"port", "path", "scheme", "interval", "scrapeTimeout", "honorLabels"}
 
 
-def render_chart(release: str, namespace: str, values: Mapping[str, Any] | None = None) -> list[dict]:
-    """`helm template` of charts/streamflow with extra values, as a list of objects."""
+def render_chart(release: str, namespace: str, values: Mapping[str, Any] | None = None,
+                 value_files: Iterable[Path] = ()) -> list[dict]:
+    """`helm template` of charts/streamflow with values files and then extra values, as objects."""
     with tempfile.NamedTemporaryFile("w", suffix=".yaml") as overrides:
         yaml.safe_dump(dict(values or {}), overrides)
         overrides.flush()
+        files = [arg for path in (*value_files, overrides.name) for arg in ("-f", str(path))]
         result = devtools.run_tool(
             [str(devtools.helm()), "template", release, str(CHART_DIR), "--namespace", namespace,
-             "--kube-version", devtools.KUBERNETES_VERSION, "-f", overrides.name], timeout=120)
+             "--kube-version", devtools.KUBERNETES_VERSION, *files], timeout=120)
     return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
 
 
-def _of_kind(objects: Iterable[dict], kind: str) -> list[dict]:
+def of_kind(objects: Iterable[dict], kind: str) -> list[dict]:
     return [o for o in objects if o.get("kind") == kind]
 
 
-def _labels(obj: dict) -> dict[str, str]:
+def labels_of(obj: dict) -> dict[str, str]:
     return obj["metadata"].get("labels") or {}
 
 
 def _backing_workload(objects: list[dict], service: dict, target_port: str | int) -> tuple[str, str]:
     """(workload name, container name) behind a Service port: what the pod and container labels say."""
     selector = service["spec"]["selector"]
-    for workload in _of_kind(objects, "Deployment") + _of_kind(objects, "StatefulSet"):
+    for workload in of_kind(objects, "Deployment") + of_kind(objects, "StatefulSet"):
         template = workload["spec"]["template"]
         if selector.items() <= (template["metadata"].get("labels") or {}).items():
             for container in template["spec"]["containers"]:
@@ -65,15 +67,15 @@ def _backing_workload(objects: list[dict], service: dict, target_port: str | int
 def scrape_configs(objects: list[dict], addresses: Mapping[str, list[str]]) -> list[dict]:
     """Prometheus scrape_configs for every ServiceMonitor, its targets at local `addresses`
     (by the Service's app.kubernetes.io/component label, one address per pod)."""
-    services = _of_kind(objects, "Service")
+    services = of_kind(objects, "Service")
     configs = []
-    for monitor in _of_kind(objects, "ServiceMonitor"):
+    for monitor in of_kind(objects, "ServiceMonitor"):
         spec, meta = monitor["spec"], monitor["metadata"]
         if spec["selector"].get("matchExpressions"):
             raise ValueError(f"ServiceMonitor {meta['name']}: matchExpressions are not translated")
         namespaces = spec.get("namespaceSelector", {}).get("matchNames") or [meta["namespace"]]
         selected = [s for s in services if s["metadata"]["namespace"] in namespaces
-                    and spec["selector"]["matchLabels"].items() <= _labels(s).items()]
+                    and spec["selector"]["matchLabels"].items() <= labels_of(s).items()]
         if not selected:
             raise ValueError(f"ServiceMonitor {meta['name']} selects no Service of the chart")
         for index, endpoint in enumerate(spec["endpoints"]):
@@ -84,8 +86,8 @@ def scrape_configs(objects: list[dict], addresses: Mapping[str, list[str]]) -> l
             for service in selected:
                 port = next(p for p in service["spec"]["ports"] if p["name"] == endpoint["port"])
                 workload, container = _backing_workload(objects, service, port.get("targetPort", port["port"]))
-                component = _labels(service)[COMPONENT_LABEL]
-                job = _labels(service).get(spec["jobLabel"]) if spec.get("jobLabel") else None
+                component = labels_of(service)[COMPONENT_LABEL]
+                job = labels_of(service).get(spec["jobLabel"]) if spec.get("jobLabel") else None
                 for replica, address in enumerate(addresses[component]):
                     static.append({"targets": [address], "labels": {
                         "job": job or service["metadata"]["name"],
@@ -111,7 +113,7 @@ def scrape_configs(objects: list[dict], addresses: Mapping[str, list[str]]) -> l
 
 def rule_groups(objects: list[dict]) -> dict[str, Any]:
     """The rule file Prometheus (and promtool) reads: every PrometheusRule's groups."""
-    return {"groups": [group for rule in _of_kind(objects, "PrometheusRule") for group in rule["spec"]["groups"]]}
+    return {"groups": [group for rule in of_kind(objects, "PrometheusRule") for group in rule["spec"]["groups"]]}
 
 
 # --- processes -------------------------------------------------------------------------------

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import math
 import os
 import subprocess
 import sys
@@ -27,7 +25,15 @@ from pathlib import Path
 from api import traffic
 from api.process import free_port, running_api
 from streamflow.monitoring import dashboards
-from streamflow.monitoring.localstack import Prometheus, render_chart, start_prometheus, start_pushgateway
+from streamflow.monitoring.localstack import (
+    COMPONENT_LABEL,
+    Prometheus,
+    labels_of,
+    of_kind,
+    render_chart,
+    start_prometheus,
+    start_pushgateway,
+)
 from streamflow.settings import Settings
 
 RELEASE = NAMESPACE = "streamflow"  # what `make deploy` installs: the labels the dashboards select
@@ -44,9 +50,9 @@ def chart_objects(scrape_interval: str, rule_values: Mapping | None = None) -> l
 
 def api_job(objects: list[dict]) -> str:
     """The `job` label of the API's targets: the name of the Service its ServiceMonitor selects."""
-    for obj in objects:
-        if obj["kind"] == "Service" and obj["metadata"]["labels"].get("app.kubernetes.io/component") == "api":
-            return obj["metadata"]["name"]
+    for service in of_kind(objects, "Service"):
+        if labels_of(service).get(COMPONENT_LABEL) == "api":
+            return service["metadata"]["name"]
     raise ValueError("the rendered chart has no API Service")
 
 
@@ -67,14 +73,10 @@ class PanelValue:
         return [float(sample["value"][1]) for sample in self.result]
 
 
-def committed_dashboards() -> dict[str, dict]:
-    return {path.stem: json.loads(path.read_text()) for path in sorted(dashboards.DASHBOARD_DIR.glob("*.json"))}
-
-
 def panel_values(prometheus: Prometheus, variables: dict[str, str]) -> list[PanelValue]:
     """Every panel query of every shipped dashboard, run now."""
     found = []
-    for dashboard in committed_dashboards().values():
+    for dashboard in dashboards.committed().values():
         for query in dashboards.panel_queries(dashboard):
             expr = dashboards.substitute(query.expr, variables)
             found.append(PanelValue(query, expr, prometheus.query(expr)))
@@ -88,8 +90,7 @@ def format_panel(panel: PanelValue) -> str:
     shown = []
     for sample in panel.result[:16]:
         labels = ",".join(f"{k}={v}" for k, v in sorted(sample["metric"].items()))
-        value = float(sample["value"][1])
-        shown.append(f"    {labels or 'value'} = {value:.4g}" if math.isfinite(value) else f"    {labels or 'value'} = {value}")
+        shown.append(f"    {labels or 'value'} = {float(sample['value'][1]):.4g}")
     return head + "\n".join(shown)
 
 
@@ -100,10 +101,12 @@ def run_drift(data_env: Mapping[str, str], pushgateway_url: str, reference: str,
                           env=env, check=False).returncode
 
 
-def send_traffic(url: str, requests: int, known_users: int) -> str:
-    statuses, _ = asyncio.run(traffic.run(url, requests, concurrency=4, max_seconds=60.0,
+def send_traffic(url: str, requests: int, known_users: int, max_seconds: float = 60.0,
+                 concurrency: int = 4) -> dict[str, int]:
+    """Bounded /predict load (api.traffic); the count of each status seen."""
+    statuses, _ = asyncio.run(traffic.run(url, requests, concurrency=concurrency, max_seconds=max_seconds,
                                           known_users=known_users, seed=11))
-    return ", ".join(f"{status}={count}" for status, count in sorted(statuses.items()))
+    return dict(statuses)
 
 
 def wait_for_drift_metrics(prometheus: Prometheus, current: str, timeout: float = 60.0) -> None:
@@ -111,22 +114,25 @@ def wait_for_drift_metrics(prometheus: Prometheus, current: str, timeout: float 
                         lambda: prometheus.query(f'streamflow_drift_run_info{{current="{current}"}}'), timeout)
 
 
+def step(text: str) -> None:
+    print(f"\n==> {text}", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m streamflow.monitoring.observe", description=__doc__.split("\n")[0])
     parser.add_argument("--prometheus-port", type=int, default=9090)
-    parser.add_argument("--scrape-interval", default="5s", help="the ServiceMonitors' interval for this run")
+    parser.add_argument("--scrape-seconds", type=int, default=5, help="the ServiceMonitors' interval for this run")
     parser.add_argument("--requests", type=int, default=600, help="bounded /predict traffic to send")
     parser.add_argument("--seconds", type=float, default=None, help="stay up this long (default: until Ctrl-C)")
     args = parser.parse_args(argv)
     settings = Settings()
     data_env = {k: v for k, v in os.environ.items() if k.startswith("STREAMFLOW_")}
     workdir = Path(tempfile.mkdtemp(prefix="streamflow-observe-"))
-    step = lambda text: print(f"\n==> {text}", flush=True)  # noqa: E731
 
     step(f"rendering charts/streamflow (release {RELEASE}, namespace {NAMESPACE}); logs in {workdir}")
-    objects = chart_objects(args.scrape_interval)
-    seconds = int(args.scrape_interval.rstrip("s"))
-    rate_interval = f"{max(4 * seconds, 60)}s"
+    scrape_interval = f"{args.scrape_seconds}s"
+    objects = chart_objects(scrape_interval)
+    rate_interval = f"{max(4 * args.scrape_seconds, 60)}s"
     pushgateway = start_pushgateway(workdir, free_port())
     prometheus = None
     try:
@@ -135,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
             address = api.base_url.removeprefix("http://")
             prometheus = start_prometheus(workdir, args.prometheus_port, objects,
                                           {"api": [address], "pushgateway": [pushgateway.url.removeprefix("http://")]},
-                                          evaluation_interval=args.scrape_interval)
+                                          evaluation_interval=scrape_interval)
             print(f"API {api.base_url} · Pushgateway {pushgateway.url} · Prometheus {prometheus.url}")
             for reference, current in DEMO_RUNS:
                 step(f"drift job {reference} vs {current}, pushing to {pushgateway.url}")
@@ -144,10 +150,11 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"observe: the drift job failed (exit {code}); see its last line above", file=sys.stderr)
                     return code
             step(f"sending at most {args.requests} /predict requests")
-            print(send_traffic(api.base_url, args.requests, settings.n_users))
+            statuses = send_traffic(api.base_url, args.requests, settings.n_users)
+            print(", ".join(f"{status}={count}" for status, count in sorted(statuses.items())))
             step("waiting for Prometheus to scrape it all")
             wait_for_drift_metrics(prometheus, DEMO_RUNS[-1][1])
-            time.sleep(2 * seconds)
+            time.sleep(2 * args.scrape_seconds)
             step("dashboard panels (instant queries, Grafana variables substituted)")
             for panel in panel_values(prometheus, grafana_variables(objects, rate_interval)):
                 print(format_panel(panel))

@@ -146,3 +146,46 @@ imagePullSecrets:
   {{- toYaml . | nindent 2 }}
 {{- end }}
 {{- end }}
+
+{{/* Monitoring ---------------------------------------------------------------------------- */}}
+{{/* A ServiceMonitor for the Service of one component, port `http`: the operator turns it into
+job="<service name>", namespace, service, pod, container and endpoint labels.
+Call with (dict "ctx" $ "component" "api") and optionally "honorLabels" true. */}}
+{{- define "streamflow.serviceMonitor" -}}
+{{- $sm := .ctx.Values.serviceMonitor }}
+apiVersion: monitoring.coreos.com/v1
+kind: ServiceMonitor
+metadata:
+  name: {{ include "streamflow.fullname" .ctx }}-{{ .component }}
+  namespace: {{ .ctx.Release.Namespace }}
+  labels:
+    {{- include "streamflow.labels" . | nindent 4 }}
+    {{- with $sm.additionalLabels }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+spec:
+  selector:
+    matchLabels:
+      {{- include "streamflow.selectorLabels" . | nindent 6 }}
+  namespaceSelector:
+    matchNames: [{{ .ctx.Release.Namespace | quote }}]
+  endpoints:
+    - port: http
+      path: /metrics
+      scheme: http
+      {{- if .honorLabels }}
+      honorLabels: true
+      {{- end }}
+      interval: {{ $sm.interval }}
+      scrapeTimeout: {{ $sm.scrapeTimeout }}
+{{- end }}
+
+{{/* The NetworkPolicy peer that is Prometheus of kube-prometheus-stack (a `from` entry). */}}
+{{- define "streamflow.prometheusPeer" -}}
+- namespaceSelector:
+    matchLabels:
+      kubernetes.io/metadata.name: {{ .Values.networkPolicy.prometheus.namespace | quote }}
+  podSelector:
+    matchLabels:
+      {{- toYaml .Values.networkPolicy.prometheus.podLabels | nindent 6 }}
+{{- end }}
