@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
 import pytest
 
 from api.process import ApiProcess, free_port, running_api
@@ -113,7 +114,7 @@ class BackgroundTraffic:
 def scenario(stack: Stack) -> dict:
     """The demo's two drift runs pushed to the Pushgateway while clean traffic flows, with the
     alert states seen after each; then a fresh traffic burst and every dashboard panel's value."""
-    observed: dict = {}
+    observed: dict = {"pushgateway_before_runs": httpx.get(f"{stack.pushgateway.url}/metrics").text}
     clean = BackgroundTraffic(stack.api.base_url, seconds=25)
     for key, (reference, current) in zip(("no_drift", "drift"), observe.DEMO_RUNS, strict=True):
         observed[f"{key}_exit"] = observe.run_drift(stack.env, stack.pushgateway.url, reference, current)
@@ -133,6 +134,8 @@ def scenario(stack: Stack) -> dict:
 
 
 def test_drift_detected_stays_silent_after_no_drift_and_fires_after_drift(scenario) -> None:
+    # a fresh Pushgateway holds no earlier run (Debian's default persistence file is machine-wide)
+    assert "streamflow_drift_" not in scenario["pushgateway_before_runs"]
     assert scenario["no_drift_exit"] == 0 and scenario["no_drift_decision"] == NO_ACTION
     assert "StreamFlowDriftDetected" not in scenario["no_drift_alerts"]
     assert scenario["drift_exit"] == 0 and scenario["drift_decision"] == RETRAIN

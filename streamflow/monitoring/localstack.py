@@ -162,7 +162,11 @@ def _start(name: str, cmd: list[str], url: str, workdir: Path) -> Server:
 
 
 def start_pushgateway(workdir: Path, port: int) -> Server:
-    return _start("pushgateway", [str(devtools.pushgateway()), f"--web.listen-address=127.0.0.1:{port}"],
+    # Debian builds the Pushgateway with a default persistence file shared machine-wide
+    # (/var/lib/prometheus/pushgateway.data): without our own file, a new stack would start
+    # with the groups an earlier run pushed.
+    return _start("pushgateway", [str(devtools.pushgateway()), f"--web.listen-address=127.0.0.1:{port}",
+                                  f"--persistence.file={workdir / 'pushgateway.metrics'}"],
                   f"http://127.0.0.1:{port}", workdir)
 
 
