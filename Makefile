@@ -19,6 +19,7 @@ BOOTSTRAPPED := $(DATA_DIR)/.bootstrapped
 REF ?=
 CUR ?=
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 
 ##@ Start here
 help: ## Show this help
@@ -48,6 +49,9 @@ train: venv ## Retrain the model on the oldest snapshot
 
 observe: venv $(BOOTSTRAPPED) ## Real Prometheus + Pushgateway + API + drift job here; prints each dashboard panel's value (UI on 127.0.0.1:9090)
 	$(PY) -m streamflow.monitoring.observe
+
+bench: venv $(BOOTSTRAPPED) ## Benchmarks (~10 min; not part of make test): metrics cost, /predict vs bare FastAPI, drift at 100k/1M users -> reports/bench.json
+	$(PY) -m streamflow.bench $(BENCH_ARGS)
 
 dashboards: venv ## Regenerate charts/streamflow/dashboards/*.json from streamflow/monitoring/dashboards.py
 	$(PY) -m streamflow.monitoring.dashboards
@@ -163,12 +167,12 @@ $(UV):
 
 $(VENV)/.synced: requirements-dev.lock | $(UV)
 	$(UV) venv --quiet --allow-existing --python 3.11 $(VENV)
-	$(UV) pip sync --quiet --python $(PY) requirements-dev.lock
+	$(UV) pip sync --quiet --compile-bytecode --python $(PY) requirements-dev.lock
 	touch $@
 
 $(BOOTSTRAPPED):
 	$(PY) -m jobs.bootstrap
 	touch $@
 
-.PHONY: help demo test serve bootstrap drift train status-local venv lock clean \
+.PHONY: help demo test serve bootstrap drift train bench observe dashboards status-local venv lock clean \
 	cluster monitoring images deploy drift-now status traffic grafana prometheus down

@@ -55,6 +55,12 @@ class ApiMetrics:
             "api_predictions_total", "Predictions returned, by predicted outcome (churn / stay).",
             ["outcome"], registry=registry,
         )
+        self.prediction_cache = Counter(
+            "api_prediction_cache_total",
+            "Predictions served from the worker's cache (hit) or computed from the store (miss).",
+            ["result"], registry=registry,
+        )
+        self.cache_hit, self.cache_miss = (self.prediction_cache.labels(r) for r in ("hit", "miss"))
         self.feature_lookup = Histogram(
             "api_feature_lookup_latency_seconds", "Feast online feature lookup time per prediction.",
             buckets=LOOKUP_BUCKETS, registry=registry,
@@ -92,6 +98,9 @@ class PrometheusMiddleware:
     def __init__(self, app: Any, metrics: ApiMetrics) -> None:
         self.app = app
         self.metrics = metrics
+        # Labelled children by (method, route, status): resolving labels costs more than the
+        # increment itself. Bounded: route templates x methods x status codes.
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -114,6 +123,12 @@ class PrometheusMiddleware:
             self.metrics.in_flight.dec()
             route = scope.get("route")  # set by the router once a route matched
             template = getattr(route, "path", UNMATCHED_ROUTE)
-            method = scope["method"]
-            self.metrics.requests.labels(method, template, str(status)).inc()
-            self.metrics.latency.labels(method, template).observe(elapsed)
+            key = (scope["method"], template, status)
+            children = self._children.get(key)
+            if children is None:
+                children = self._children[key] = (
+                    self.metrics.requests.labels(key[0], template, str(status)),
+                    self.metrics.latency.labels(key[0], template),
+                )
+            children[0].inc()
+            children[1].observe(elapsed)

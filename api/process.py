@@ -11,7 +11,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -36,15 +36,20 @@ class ApiProcess:
 @contextmanager
 def running_api(env: Mapping[str, str], workers: int = 1, ready_timeout: float = 180.0,
                 log_path: str | None = None, port: int | None = None,
-                ready_path: str = "/ready") -> Iterator[ApiProcess]:
+                ready_path: str = "/ready", command: Sequence[str] | None = None,
+                cpus: set[int] | None = None) -> Iterator[ApiProcess]:
     """Run the API until the block ends; waits for `ready_path` to answer 200 (/ready: model
-    verified, store answering; /health: the process serves, e.g. to watch it fail requests)."""
+    verified, store answering; /health: the process serves, e.g. to watch it fail requests).
+
+    `command` replaces `python -m api` (the benchmark's bare app, same host and port); `cpus`
+    pins the server and its workers to those cores."""
     port = port or free_port()
     child_env = {**os.environ, **env, "STREAMFLOW_API_HOST": "127.0.0.1",
                  "STREAMFLOW_API_PORT": str(port), "STREAMFLOW_API_WORKERS": str(workers)}
     log_file = open(log_path, "wb") if log_path else subprocess.DEVNULL  # noqa: SIM115
-    process = subprocess.Popen([sys.executable, "-m", "api"], env=child_env, stdout=log_file,
-                               stderr=subprocess.STDOUT)
+    pin = (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
+    process = subprocess.Popen(list(command or [sys.executable, "-m", "api"]), env=child_env, stdout=log_file,
+                               stderr=subprocess.STDOUT, preexec_fn=pin)  # noqa: PLW1509 - no threads here
     api = ApiProcess(f"http://127.0.0.1:{port}", process)
     try:
         _wait_ready(api, ready_timeout, ready_path)

@@ -157,9 +157,22 @@ def generate_month(pop: Population, month_index: int, seed: int) -> pd.DataFrame
 
 
 def _insert_frame(conn: sa.Connection, table: sa.Table, frame: pd.DataFrame, bar) -> None:
-    for start in range(0, len(frame), INSERT_CHUNK_ROWS):
-        chunk = frame.iloc[start : start + INSERT_CHUNK_ROWS]
-        conn.execute(table.insert(), chunk.to_dict("records"))
+    """Bulk insert through the driver's executemany: SQLAlchemy's per-row parameter processing
+    cost 4x the insert itself at a million users. Values are converted column by column with
+    each column type's own bind processor, so every dialect stores what SQLAlchemy would."""
+    statement = table.insert().compile(dialect=conn.dialect, column_keys=list(frame.columns))
+    keys = list(statement.positiontup) if conn.dialect.positional else list(frame.columns)
+    columns = []
+    for key in keys:
+        values = frame[key].tolist()  # numpy scalars -> Python values, which every driver takes
+        process = table.c[key].type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
+        columns.append([process(v) for v in values] if process else values)
+    rows = list(zip(*columns, strict=True))
+    if not conn.dialect.positional:
+        rows = [dict(zip(keys, row, strict=True)) for row in rows]
+    for start in range(0, len(rows), INSERT_CHUNK_ROWS):
+        chunk = rows[start : start + INSERT_CHUNK_ROWS]
+        conn.exec_driver_sql(str(statement), chunk)
         bar.advance(len(chunk))
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime
 
 import pandas as pd
@@ -104,6 +106,54 @@ def count_rows(engine: Engine, table: sa.Table, day: date | None = None) -> int:
         query = query.where(snapshot_column(table) == snapshot_timestamp(day))
     with engine.connect() as conn:
         return int(conn.execute(query).scalar_one())
+
+
+class BulkReadError(Exception):
+    """A bulk read failed; the message names the table and the database (password masked)."""
+
+
+@contextmanager
+def arrow_reader(engine: Engine) -> Iterator[Callable[[sa.Table, list[str], date], pd.DataFrame]]:
+    """`read(table, columns, day)` -> the columns of one snapshot as a DataFrame, through ADBC.
+
+    Arrow drivers hand back whole columns instead of a Python tuple per row: reading a 1M-user
+    month takes seconds instead of a minute. SQLAlchemy still owns the schema, the writes and
+    every other query; this is the one bulk-read path (SQLite and PostgreSQL, like Feast here).
+    """
+    url = engine.url
+    backend = url.get_backend_name()
+    if backend == "sqlite":
+        import adbc_driver_sqlite.dbapi as adbc
+
+        connection, placeholder = adbc.connect(url.database), "?"
+    elif backend == "postgresql":
+        import adbc_driver_postgresql.dbapi as adbc
+
+        uri = url.set(drivername="postgresql").render_as_string(hide_password=False)
+        connection, placeholder = adbc.connect(uri), "$1"
+    else:
+        raise BulkReadError(f"no Arrow driver for {backend} databases (use SQLite or PostgreSQL)")
+
+    def read(table: sa.Table, columns: list[str], day: date) -> pd.DataFrame:
+        column = snapshot_column(table)
+        # the stored form of the timestamp, as SQLAlchemy writes it for this dialect
+        process = column.type.dialect_impl(engine.dialect).bind_processor(engine.dialect)
+        stamp = snapshot_timestamp(day)
+        selected = ", ".join(f'"{name}"' for name in columns)
+        sql = f'SELECT {selected} FROM "{table.name}" WHERE "{column.name}" = {placeholder}'  # noqa: S608 - our names
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute(sql, (process(stamp) if process else stamp,))
+                return cursor.fetch_arrow_table().to_pandas()
+        except adbc.Error as exc:
+            reason = str(exc).strip().splitlines()[0]
+            raise BulkReadError(f"reading table {table.name} from "
+                                f"{url.render_as_string(hide_password=True)} failed: {reason}") from None
+
+    try:
+        yield read
+    finally:
+        connection.close()
 
 
 def has_tables(engine: Engine) -> bool:

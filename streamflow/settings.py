@@ -57,6 +57,11 @@ class Settings(BaseSettings):
     drift_threshold: float = Field(0.30, gt=0.0, le=1.0)
     drift_reference: date | None = None
     drift_current: date | None = None
+    drift_sample_rows: int | None = Field(
+        None, ge=1000,
+        description="compare a seeded random sample of this many users per month instead of all "
+        "(off by default; logged and recorded in the report when on)",
+    )
     status_sink: Literal["file", "configmap"] = "file"
     status_configmap: str = "streamflow-drift-status"
     status_namespace: str | None = Field(
@@ -80,6 +85,14 @@ class Settings(BaseSettings):
     )
     ready_retry_seconds: float = Field(
         5.0, ge=0.0, description="how often /ready retries loading a missing model or store"
+    )
+    prediction_cache_size: int = Field(
+        50_000, ge=0,
+        description="users whose features and prediction each worker keeps (LRU); 0 = off. Valid "
+        "until the feature registry records a new materialization or apply",
+    )
+    prediction_cache_check_seconds: float = Field(
+        10.0, gt=0.0, description="how often each worker checks the registry for a new materialization"
     )
 
     # --- logging ---------------------------------------------------------------------------

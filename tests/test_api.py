@@ -16,10 +16,11 @@ from api.main import create_app
 from api.metrics import LATENCY_BUCKETS
 from api import smoke, traffic
 from api.process import free_port, running_api
-from streamflow import db, model
+from api.serving import OnlineFeatureReader
+from streamflow import db, feature_repo, model
 from streamflow.datasets import snapshot_frame
 from streamflow.feature_repo import open_store
-from streamflow.features import FEATURE_NAMES, encode_frame, encode_row
+from streamflow.features import FEATURE_NAMES, FEATURE_REFS, encode_frame, encode_row
 from streamflow.settings import Settings
 from tests.support.processes import data_env
 
@@ -99,15 +100,19 @@ def test_counters_and_histogram_move_by_exactly_the_requests_sent(app_client) ->
     before_count = sample(registry, "api_request_latency_seconds_count", method="POST", route="/predict")
     before_predictions = sum(sample(registry, "api_predictions_total", outcome=o) for o in ("churn", "stay"))
     before_lookups = sample(registry, "api_feature_lookup_latency_seconds_count")
-    for user in ["4686-GEFRM", "U0001", "U0002", "U0003", "U0004", "U0005", "U0006"]:
+    before_hits, before_misses = (sample(registry, "api_prediction_cache_total", result=r) for r in ("hit", "miss"))
+    users = [f"U{i:04d}" for i in range(101, 108)]  # used by no other test of this module
+    for user in users + users:  # the second round is served from the prediction cache
         assert client.post("/predict", json={"user_id": user}).status_code == 200
     for _ in range(3):
-        client.post("/predict", json={"user_id": "GHOST"})
-    assert sample(registry, "api_requests_total", **labels_ok) - before_ok == 7
+        client.post("/predict", json={"user_id": "GHOST"})  # unknown users are never cached
+    assert sample(registry, "api_requests_total", **labels_ok) - before_ok == 14
     assert sample(registry, "api_requests_total", **labels_404) - before_404 == 3
-    assert sample(registry, "api_request_latency_seconds_count", method="POST", route="/predict") - before_count == 10
-    assert sum(sample(registry, "api_predictions_total", outcome=o) for o in ("churn", "stay")) - before_predictions == 7
-    assert sample(registry, "api_feature_lookup_latency_seconds_count") - before_lookups == 10
+    assert sample(registry, "api_request_latency_seconds_count", method="POST", route="/predict") - before_count == 17
+    assert sum(sample(registry, "api_predictions_total", outcome=o) for o in ("churn", "stay")) - before_predictions == 14
+    assert sample(registry, "api_prediction_cache_total", result="miss") - before_misses == 7
+    assert sample(registry, "api_prediction_cache_total", result="hit") - before_hits == 7
+    assert sample(registry, "api_feature_lookup_latency_seconds_count") - before_lookups == 7 + 3
     buckets = [sample(registry, "api_request_latency_seconds_bucket", method="POST", route="/predict", le=str(b))
                for b in LATENCY_BUCKETS]
     inf = sample(registry, "api_request_latency_seconds_bucket", method="POST", route="/predict", le="+Inf")
@@ -222,3 +227,54 @@ def test_two_workers_aggregate_metrics_in_multiprocess_mode(demo_dir: Path, tmp_
 def test_smoke_check_names_what_is_wrong() -> None:
     found = smoke.problems(f"http://127.0.0.1:{free_port()}", timeout=2.0)
     assert len(found) == 1 and found[0].startswith("cannot reach http://127.0.0.1:")
+
+
+def test_the_online_reader_returns_what_feast_get_online_features_returns(demo_settings: Settings) -> None:
+    store = open_store(demo_settings)
+    reader = OnlineFeatureReader(store)
+    users = ["4686-GEFRM", "U0001", "U0500", "U1999", "NO-SUCH-USER"]
+    feast_values = store.get_online_features(
+        features=list(FEATURE_REFS), entity_rows=[{"user_id": u} for u in users]).to_dict()
+    for i, user in enumerate(users):
+        assert reader.read(user) == {name: feast_values[name][i] for name in FEATURE_NAMES}
+    assert all(v is None for v in reader.read("NO-SUCH-USER").values())
+
+
+def test_a_new_materialization_empties_the_prediction_cache(demo_dir: Path, tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    shutil.copytree(demo_dir, data_dir, ignore=shutil.ignore_patterns("reports", "status"))
+    settings = Settings(data_dir=data_dir, prediction_cache_check_seconds=3600)  # checks run by hand here
+    engine = db.make_engine(settings)
+    latest = db.list_snapshots(engine)[-1]
+    store = open_store(settings)
+    feature_repo.apply(settings, store)  # the copied registry still points at demo_dir's Parquet files
+    with TestClient(create_app(settings, CollectorRegistry()), raise_server_exceptions=False) as client:
+        serving = client.app.state.serving
+        before = client.post("/predict", json={"user_id": "U0001"}).json()["features_used"]["months_active"]
+        profile = db.PROFILE_TABLE
+        with engine.begin() as conn:
+            conn.execute(profile.update().where(profile.c.user_id == "U0001", profile.c.as_of == db.snapshot_timestamp(latest))
+                         .values(months_active=before + 100))
+        feature_repo.export_offline_sources(settings, engine)
+        serving.check_registry()  # nothing materialized yet: the cached prediction stays valid
+        assert client.post("/predict", json={"user_id": "U0001"}).json()["features_used"]["months_active"] == before
+
+        feature_repo.materialize(settings, store, engine)
+        # the online store already holds the new value, the cache does not until the registry check
+        assert client.post("/predict", json={"user_id": "U0001"}).json()["features_used"]["months_active"] == before
+        serving.check_registry()
+        after = client.post("/predict", json={"user_id": "U0001"}).json()
+    assert after["features_used"]["months_active"] == before + 100
+    assert after["probability"] == pytest.approx(
+        model.load(settings).churn_probability(encode_row(after["features_used"]))[0], abs=1e-12)
+
+
+def test_without_a_cache_every_prediction_reads_the_store(demo_settings: Settings) -> None:
+    registry = CollectorRegistry()
+    settings = demo_settings.model_copy(update={"prediction_cache_size": 0})
+    with TestClient(create_app(settings, registry)) as client:
+        for _ in range(3):
+            assert client.post("/predict", json={"user_id": "U0001"}).status_code == 200
+    assert sample(registry, "api_prediction_cache_total", result="miss") == 3
+    assert sample(registry, "api_prediction_cache_total", result="hit") == 0
+    assert sample(registry, "api_feature_lookup_latency_seconds_count") == 3

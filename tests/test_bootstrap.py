@@ -10,6 +10,7 @@ import sqlalchemy as sa
 
 from jobs.datagen import SNAPSHOT_DATES
 from streamflow import db, model
+from streamflow.datasets import load_snapshot, snapshot_frame
 from streamflow.features import FEATURE_NAMES, FEATURE_REFS
 from streamflow.feature_repo import open_store
 from streamflow.settings import Settings
@@ -55,3 +56,11 @@ def test_offline_sources_are_derived_from_the_sql_tables(demo_settings: Settings
     assert len(parquet) == len(sql) == 3 * TEST_USERS
     assert str(parquet["as_of"].dtype) == "datetime64[us, UTC]"
     assert parquet["support_tickets_90d"].sum() == sql["support_tickets_90d"].sum()
+
+
+@pytest.mark.parametrize("day", [SNAPSHOT_DATES[0], SNAPSHOT_DATES[-1]])
+def test_the_drift_jobs_sql_reader_equals_feasts_historical_retrieval(demo_settings: Settings, day) -> None:
+    engine = db.make_engine(demo_settings)
+    through_feast = snapshot_frame(engine, open_store(demo_settings), day)
+    pd.testing.assert_frame_equal(load_snapshot(engine, day), through_feast)
+    assert len(through_feast) == TEST_USERS

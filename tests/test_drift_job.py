@@ -178,6 +178,24 @@ def bad_month(demo_settings: Settings):
     export_offline_sources(demo_settings, engine)
 
 
+def test_sampling_is_explicit_logged_and_recorded_in_the_report(demo_settings: Settings, drift_runs,
+                                                                tmp_path: Path) -> None:
+    full = json.loads(Path(LINE.match(drift_runs["jan_feb"].last_line)["json"]).read_text())["streamflow"]
+    assert full["sampling"] is None
+    run = run_drift(demo_settings, "--reference", "2024-01-31", "--current", "2024-02-29", "--sample-rows", "1000",
+                    "--output-dir", str(tmp_path))
+    assert run.returncode == 0, run.stderr
+    records = [json.loads(line) for line in run.stderr.splitlines() if line.startswith("{")]
+    sampling = [r for r in records if r["message"].startswith("sampling both months")]
+    assert len(sampling) == 1 and sampling[0]["level"] == "warning"
+    assert sampling[0]["rows"] == 1000 and sampling[0]["seed"] == demo_settings.seed
+    assert sampling[0]["reference_rows"] == 2000 and sampling[0]["current_rows_used"] == 1000
+    report = json.loads(Path(LINE.match(run.last_line)["json"]).read_text())["streamflow"]
+    assert report["sampling"] == {"rows": 1000, "seed": demo_settings.seed,
+                                  "reference_rows_used": 1000, "current_rows_used": 1000}
+    assert report["rows"] == {"reference": 2000, "current": 2000}
+
+
 def test_all_missing_feature_column_fails_naming_the_column(demo_settings: Settings, drift_runs, bad_month) -> None:
     before = read_status(demo_settings)
     reports_before = sorted((demo_settings.reports_dir / "drift").iterdir())

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import math
+import re
+from datetime import date
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from jobs.datagen import MONTHS, SEED_USER_IDS, Population, churn_logit, generate_month
+from streamflow.datasets import SnapshotError, sample_rows, validate_features
 from streamflow.features import (
     FEATURE_GROUPS,
     FEATURE_NAMES,
@@ -51,8 +54,35 @@ def test_cast_features_gives_one_dtype_per_kind() -> None:
     out = cast_features(raw)
     assert out["monthly_fee"].dtype == np.float64 and math.isnan(out["monthly_fee"][1])
     assert out["skips_7d"].dtype == np.float64
-    assert list(out["paperless_billing"]) == [1, None] and type(out["paperless_billing"][0]) is int
-    assert list(out["net_service"]) == ["dsl", None]
+    assert list(out["paperless_billing"].cat.categories) == [0, 1]
+    assert out["paperless_billing"].cat.codes.tolist() == [1, -1]  # -1: missing
+    assert list(out["net_service"].cat.categories) == ["none", "dsl", "fiber"]
+    assert out["net_service"].cat.codes.tolist() == [1, -1]
+    # the model sees the same numbers from a cast frame as from the raw one
+    full = generate_month(Population.draw(40, seed=5), 0, seed=5)
+    np.testing.assert_array_equal(encode_frame(cast_features(full)), encode_frame(full))
+
+
+@pytest.mark.parametrize(("column", "value", "needle"), [
+    ("plan_stream_tv", 2, "unknown categories ['2']"),
+    ("net_service", "satellite", "unknown categories ['satellite']"),
+    ("skips_7d", "many", "must be numeric"),
+])
+def test_validation_names_the_column_and_the_bad_value(column: str, value: object, needle: str) -> None:
+    frame = generate_month(Population.draw(30, seed=5), 0, seed=5).astype({column: object})
+    frame.loc[3, column] = value
+    with pytest.raises(SnapshotError, match=re.escape(needle)) as error:
+        validate_features(frame, date(2024, 1, 31))
+    assert column in str(error.value) and "2024-01-31" in str(error.value)
+
+
+def test_sampling_is_reproducible_with_its_seed() -> None:
+    frame = generate_month(Population.draw(5000, seed=5), 0, seed=5)
+    first, again, other = sample_rows(frame, 1000, seed=1), sample_rows(frame, 1000, seed=1), sample_rows(frame, 1000, seed=2)
+    assert len(first) == 1000 and first["user_id"].is_unique
+    pd.testing.assert_frame_equal(first, again)
+    assert set(first["user_id"]) != set(other["user_id"])
+    assert sample_rows(frame, 10_000, seed=1) is frame  # a smaller month is used whole
 
 
 def test_generator_is_deterministic_and_seeded() -> None:

@@ -29,7 +29,7 @@ from jobs.drift import push, report
 from jobs.drift.decision import Decision, decide, decision_line
 from jobs.drift.sinks import SinkError, StatusSink, annotations, make_sink
 from streamflow import __version__, db
-from streamflow.datasets import SnapshotError, snapshot_frame
+from streamflow.datasets import SnapshotError, load_snapshot, sample_rows
 from streamflow.logs import configure_logging, log_event
 from streamflow.settings import Settings
 
@@ -68,11 +68,17 @@ def run(settings: Settings, sink: StatusSink, reference: date | None, current: d
               threshold=threshold, database=settings.database_url_safe, sink=sink.describe(),
               pushgateway=settings.pushgateway_url or "off")
 
-    from streamflow.feature_repo import open_store  # imports Feast (slow): after argument checks
-
-    store = open_store(settings)
-    reference_frame = snapshot_frame(engine, store, reference)
-    current_frame = snapshot_frame(engine, store, current)
+    reference_frame = load_snapshot(engine, reference)
+    current_frame = load_snapshot(engine, current)
+    rows = {"reference": len(reference_frame), "current": len(current_frame)}
+    sampling = None
+    if settings.drift_sample_rows is not None:
+        reference_frame, current_frame = (sample_rows(frame, settings.drift_sample_rows, settings.seed)
+                                          for frame in (reference_frame, current_frame))
+        sampling = {"rows": settings.drift_sample_rows, "seed": settings.seed,
+                    "reference_rows_used": len(reference_frame), "current_rows_used": len(current_frame)}
+        log_event(log, "sampling both months (explicit setting; distances carry sampling error)",
+                  logging.WARNING, **sampling, **{f"{k}_rows": v for k, v in rows.items()})
     log_event(log, "running Evidently", reference_rows=len(reference_frame), current_rows=len(current_frame))
     snapshot, report_dict, result = report.run(reference_frame, current_frame, threshold)
 
@@ -97,7 +103,8 @@ def run(settings: Settings, sink: StatusSink, reference: date | None, current: d
         "threshold": threshold,
         "reference": reference.isoformat(),
         "current": current.isoformat(),
-        "rows": {"reference": len(reference_frame), "current": len(current_frame)},
+        "rows": rows,
+        "sampling": sampling,
         "job_version": __version__,
     }
     report.save(snapshot, report_dict, extra, html_path, json_path)
@@ -120,6 +127,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--current", type=date.fromisoformat, help="current snapshot date (YYYY-MM-DD)")
     parser.add_argument("--threshold", type=float, help="drift_share at which to retrain (default 0.30)")
     parser.add_argument("--output-dir", type=Path, help="where reports go (default: <reports_dir>/drift)")
+    parser.add_argument("--sample-rows", type=int, metavar="N",
+                        help="compare a seeded random sample of N users per month (default: all users)")
     parser.add_argument("--sink", choices=["file", "configmap"], help="where the status goes")
     parser.add_argument("--log-format", choices=["plain", "json"])
     verbosity = parser.add_mutually_exclusive_group()
@@ -133,7 +142,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    overrides = {k: v for k, v in (("status_sink", args.sink), ("log_format", args.log_format)) if v}
+    overrides = {k: v for k, v in (("status_sink", args.sink), ("log_format", args.log_format),
+                                   ("drift_sample_rows", args.sample_rows)) if v}
     if args.verbose or args.quiet:
         overrides["log_level"] = "DEBUG" if args.verbose else "WARNING"
     try:

@@ -93,14 +93,15 @@ def run(reference: pd.DataFrame, current: pd.DataFrame, dataset_drift_share: flo
     """Run the report; returns (Evidently snapshot, its dict form, DriftResult)."""
     from evidently import DataDefinition, Dataset
 
+    # user_id stays out: the report needs no ids, and Evidently would otherwise profile a
+    # million unique strings to learn that they are ids.
     definition = DataDefinition(
-        id_column=ENTITY_KEY,
         numerical_columns=list(NUMERICAL_FEATURES),
         categorical_columns=[*CATEGORICAL_FEATURES, TARGET],
     )
     snapshot = build_report(dataset_drift_share).run(
-        reference_data=Dataset.from_pandas(reference, data_definition=definition),
-        current_data=Dataset.from_pandas(current, data_definition=definition),
+        reference_data=Dataset.from_pandas(reference.drop(columns=[ENTITY_KEY]), data_definition=definition),
+        current_data=Dataset.from_pandas(current.drop(columns=[ENTITY_KEY]), data_definition=definition),
     )
     report = snapshot.dict()
     return snapshot, report, extract(report)

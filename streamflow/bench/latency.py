@@ -1,0 +1,140 @@
+"""In-process /predict latency on the cache-miss path (feature lookup + model), and how it moves
+when the online store holds 1M users instead of 1k.
+
+The 1M-user store: materializing a million users takes ~11 minutes here (Feast converts every
+value to a protobuf in Python), longer than the whole benchmark may run. So a 1k-user store is
+bootstrapped for real, copied, and the copy grows to N users by re-keying its materialized rows
+under new ids (keys serialized by Feast's own `serialize_entity_key`, values the stored protobufs).
+To SQLite and to Feast's reader it is a store of N users: the same tables, row count, key format
+and indexes. Built once per size and kept under the bench data directory.
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+import sqlite3
+import statistics
+import time
+from collections import defaultdict
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry
+
+from api.metrics import ApiMetrics
+from api.serving import ServingState
+from jobs import bootstrap
+from jobs.datagen import SEED_USER_IDS
+from streamflow.features import ENTITY_KEY, FEATURE_GROUPS
+from streamflow.settings import Settings
+
+GROW_BATCH_USERS = 20_000
+
+
+def bootstrapped(data_dir: Path, n_users: int, seed: int) -> Settings:
+    """A real embedded default of n_users (data, Feast apply + materialize, model); kept if done."""
+    settings = Settings(data_dir=data_dir, reports_dir=data_dir / "reports", n_users=n_users, seed=seed)
+    marker = data_dir / ".bootstrapped"
+    if not marker.exists():
+        bootstrap.bootstrap(settings)
+        marker.touch()
+    return settings
+
+
+def grown_copy(base: Settings, data_dir: Path, n_users: int, progress=print) -> Settings:
+    """A copy of `base` whose online store holds n_users users (see the module docstring)."""
+    # model and database stay the base's (already derived); only the Feast files are copied
+    settings = base.model_copy(update={"data_dir": data_dir, "n_users": n_users})
+    marker = data_dir / f".grown-{n_users}"
+    if marker.exists():
+        return settings
+    shutil.rmtree(data_dir, ignore_errors=True)
+    shutil.copytree(base.feast_dir, settings.feast_dir)
+    from streamflow.feature_repo import open_store
+
+    store = open_store(settings)
+    # the copied registry points at the base's Parquet files: fine, only the online store is read
+    _grow(settings.feast_dir / "online_store.db", store.config, base.feast_project, base.n_users, n_users, progress)
+    marker.touch()
+    return settings
+
+
+def _grow(db_path: Path, config, project: str, have: int, want: int, progress) -> None:
+    from feast.infra.key_encoding_utils import serialize_entity_key
+    from feast.protos.feast.types.EntityKey_pb2 import EntityKey
+    from feast.protos.feast.types.Value_pb2 import Value
+
+    version = config.entity_key_serialization_version
+    connection = sqlite3.connect(db_path)
+    tables = [f"{project}_{group.view}" for group in FEATURE_GROUPS]
+    columns = "entity_key, feature_name, value, value_text, vector_value, event_ts, created_ts"
+    templates = {}
+    for table in tables:  # each existing user's rows, without the key: the values to re-key
+        by_user = defaultdict(list)
+        for row in connection.execute(f'SELECT {columns} FROM "{table}" ORDER BY entity_key'):  # noqa: S608
+            by_user[row[0]].append(row[1:])
+        templates[table] = list(by_user.values())
+        if len(templates[table]) != have:
+            raise RuntimeError(f"{table} holds {len(templates[table])} users, expected {have}: rebuild the base store")
+    started = time.monotonic()
+    for first in range(have, want, GROW_BATCH_USERS):
+        ids = [f"U{i:04d}" for i in range(first, min(first + GROW_BATCH_USERS, want))]
+        keys = [serialize_entity_key(EntityKey(join_keys=[ENTITY_KEY], entity_values=[Value(string_val=u)]),
+                                     entity_key_serialization_version=version) for u in ids]
+        with connection:
+            for table in tables:
+                source = templates[table]
+                connection.executemany(
+                    f'INSERT INTO "{table}" ({columns}) VALUES (?, ?, ?, ?, ?, ?, ?)',  # noqa: S608
+                    ((key, *row) for i, key in enumerate(keys) for row in source[(first + i) % have]))
+        done = first + len(ids)
+        progress(f"online store: {done:,}/{want:,} users ({time.monotonic() - started:.0f} s)")
+    connection.close()
+
+
+def serving_state(settings: Settings) -> ServingState:
+    """The API's own serving code with the prediction cache off: every call is a miss."""
+    state = ServingState(settings.model_copy(update={"prediction_cache_size": 0}), ApiMetrics(CollectorRegistry()))
+    state.load()
+    if not state.is_ready:
+        raise RuntimeError(f"cannot serve from {settings.data_dir}: {state.errors}")
+    return state
+
+
+def predict_latencies_ms(state: ServingState, user_ids: list[str]) -> list[float]:
+    latencies = []
+    for user_id in user_ids:
+        started = time.perf_counter()
+        state.predict(user_id)
+        latencies.append((time.perf_counter() - started) * 1000)
+    return latencies
+
+
+def percentile(values: list[float], q: float) -> float:
+    return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
+
+
+def random_users(n_users: int, count: int, seed: int) -> list[str]:
+    rng = random.Random(seed)
+    return [SEED_USER_IDS[0] if i == 0 else f"U{i:04d}" for i in (rng.randrange(n_users) for _ in range(count))]
+
+
+def measure(small: Settings, large: Settings, lookups: int, rounds: int, seed: int) -> dict[str, float]:
+    """p50/p99 of the miss path on the small store, and the large/small p50 ratio (interleaved)."""
+    states = {"small": serving_state(small), "large": serving_state(large)}
+    sizes = {"small": small.n_users, "large": large.n_users}
+    for name, state in states.items():  # warm-up: first reads open files and fill page caches
+        predict_latencies_ms(state, random_users(sizes[name], 200, seed))
+    samples: dict[str, list[float]] = {"small": [], "large": []}
+    per_round = max(lookups // rounds, 1)
+    for round_index in range(rounds):
+        for name in ("small", "large") if round_index % 2 == 0 else ("large", "small"):
+            samples[name] += predict_latencies_ms(states[name], random_users(sizes[name], per_round, seed + round_index))
+    return {
+        "inprocess_predict_p50_ms": statistics.median(samples["small"]),
+        "inprocess_predict_p99_ms": percentile(samples["small"], 99),
+        "inprocess_predict_p50_ms_large_store": statistics.median(samples["large"]),
+        "latency_vs_users_ratio": statistics.median(samples["large"]) / statistics.median(samples["small"]),
+        "latency_large_store_users": float(large.n_users),
+        "latency_small_store_users": float(small.n_users),
+    }
