@@ -2,14 +2,18 @@
 
 - helm: built from the Go module proxy at a pinned version (~2-5 min once, then cached under
   ~/.cache/streamflow/tools), with the version link flags Helm's own Makefile sets;
-- Debian packages (Prometheus, promtool, the Pushgateway, PostgreSQL): installed with apt-get
-  when their binary is missing (needs root; otherwise the error names the command to run).
+- kube-apiserver: built from the Go module proxy at a pinned Kubernetes version through a
+  generated wrapper module (~7 min of CPU once, then cached under ~/.cache/streamflow/tools);
+- Debian packages (Prometheus, promtool, the Pushgateway, PostgreSQL, etcd): installed with
+  apt-get when their binary is missing (needs root; otherwise the error names the command to run).
 Nothing here is imported by the API or the jobs.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 import subprocess
 from functools import cache
@@ -20,6 +24,8 @@ HELM_VERSION = "v3.19.0"
 # pass --kube-version explicitly.
 HELM_KUBE_MINOR = "33"
 KUBERNETES_VERSION = "1.33.0"
+# The API server the tests run; its minor must be KUBERNETES_VERSION's (checked in kube_apiserver).
+KUBE_APISERVER_VERSION = "v1.33.13"
 CACHE = Path(os.environ.get("STREAMFLOW_TOOLS_CACHE", Path.home() / ".cache" / "streamflow" / "tools"))
 
 
@@ -58,6 +64,48 @@ def helm() -> Path:
     return binary
 
 
+# k8s.io/kubernetes replaces its staging modules (k8s.io/api, k8s.io/client-go, ...) with local
+# paths, so `go install` refuses it; a wrapper module replaces each with its published tag instead.
+_STAGING_REPLACE = re.compile(r"^\s*(k8s\.io/[\w.-]+)\s*=>\s*\./staging/", re.MULTILINE)
+
+
+@cache
+def kube_apiserver() -> Path:
+    """Path of the pinned kube-apiserver binary, built through a wrapper module the first time."""
+    major, minor, patch = KUBE_APISERVER_VERSION.lstrip("v").split(".")
+    if KUBERNETES_VERSION.split(".")[:2] != [major, minor]:
+        raise ToolUnavailable(f"kube-apiserver {KUBE_APISERVER_VERSION} does not match Kubernetes {KUBERNETES_VERSION}")
+    target = CACHE / f"kube-apiserver-{KUBE_APISERVER_VERSION}"
+    binary = target / "kube-apiserver"
+    if binary.exists():
+        return binary
+    env = {**os.environ, "CGO_ENABLED": "0", "GOFLAGS": "-mod=mod -buildvcs=false"}
+    upstream = f"k8s.io/kubernetes@{KUBE_APISERVER_VERSION}"
+    go_mod = Path(json.loads(run_tool([go(), "mod", "download", "-json", upstream], env=env, timeout=900).stdout)["GoMod"])
+    staging = _STAGING_REPLACE.findall(go_mod.read_text())
+    if not staging:
+        raise ToolUnavailable(f"no staging replace lines in {go_mod}: the wrapper module recipe no longer fits")
+    published = f"v0.{minor}.{patch}"  # staging modules are tagged v0.<minor>.<patch>
+    wrapper = target / "wrapper"
+    wrapper.mkdir(parents=True, exist_ok=True)
+    (wrapper / "go.mod").write_text(
+        "module streamflow.invalid/kube-apiserver-build\n\ngo 1.24\n\n"
+        f"require k8s.io/kubernetes {KUBE_APISERVER_VERSION}\n\nreplace (\n"
+        + "".join(f"\t{module} => {module} {published}\n" for module in staging) + ")\n")
+    package = "k8s.io/kubernetes/cmd/kube-apiserver"
+    # Pin the version in `go get` too, or it moves k8s.io/kubernetes to the newest release.
+    run_tool([go(), "get", f"{package}@{KUBE_APISERVER_VERSION}"], cwd=wrapper, env=env, timeout=1800)
+    # The version the binary reports (/version), set the way Kubernetes' own build does.
+    flags = [f"-X k8s.io/component-base/version.{name}={value}" for name, value in
+             (("gitVersion", KUBE_APISERVER_VERSION), ("gitMajor", major), ("gitMinor", minor),
+              ("gitTreeState", "clean"))]
+    partial = target / "kube-apiserver.partial"  # renamed when complete: an interrupted build is not cached
+    run_tool([go(), "build", "-trimpath", "-ldflags", "-s -w " + " ".join(flags), "-o", str(partial), package],
+             cwd=wrapper, env=env, timeout=3600)
+    partial.rename(binary)
+    return binary
+
+
 def apt_install(*packages: str) -> None:
     """Install Debian packages non-interactively (refreshing the package lists if needed)."""
     if os.geteuid() != 0:
@@ -90,3 +138,7 @@ def promtool() -> Path:
 
 def pushgateway() -> Path:
     return debian_binary("prometheus-pushgateway", "prometheus-pushgateway")
+
+
+def etcd() -> Path:
+    return debian_binary("etcd", "etcd-server")

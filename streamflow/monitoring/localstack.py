@@ -119,20 +119,23 @@ def rule_groups(objects: list[dict]) -> dict[str, Any]:
 # --- processes -------------------------------------------------------------------------------
 @dataclass
 class Server:
-    """A started binary with a /-/ready endpoint, its log in a file."""
+    """A started binary, its log in a file; ready when `is_ready` says so (default: its
+    /-/ready endpoint answers 200, as Prometheus and the Pushgateway do)."""
 
     name: str
     url: str
     process: subprocess.Popen
     log_path: Path
+    is_ready: Callable[[], bool] | None = None
 
     def wait_ready(self, timeout: float = 60.0) -> None:
+        is_ready = self.is_ready or (lambda: httpx.get(f"{self.url}/-/ready", timeout=2).status_code == 200)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"{self.name} exited ({self.process.returncode}): {self.log_tail()}")
             try:
-                if httpx.get(f"{self.url}/-/ready", timeout=2).status_code == 200:
+                if is_ready():
                     return
             except httpx.TransportError:
                 pass
@@ -152,12 +155,18 @@ class Server:
                 self.process.wait()
 
 
-def _start(name: str, cmd: list[str], url: str, workdir: Path) -> Server:
+def start_server(name: str, cmd: list[str], url: str, workdir: Path,
+                 is_ready: Callable[[], bool] | None = None) -> Server:
+    """Start `cmd` (log in workdir/<name>.log) and wait until it is ready; stopped if it never is."""
     log_path = workdir / f"{name}.log"
     with open(log_path, "wb") as log:
         process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=workdir)
-    server = Server(name, url, process, log_path)
-    server.wait_ready()
+    server = Server(name, url, process, log_path, is_ready)
+    try:
+        server.wait_ready()
+    except BaseException:
+        server.stop()
+        raise
     return server
 
 
@@ -165,9 +174,9 @@ def start_pushgateway(workdir: Path, port: int) -> Server:
     # Debian builds the Pushgateway with a default persistence file shared machine-wide
     # (/var/lib/prometheus/pushgateway.data): without our own file, a new stack would start
     # with the groups an earlier run pushed.
-    return _start("pushgateway", [str(devtools.pushgateway()), f"--web.listen-address=127.0.0.1:{port}",
-                                  f"--persistence.file={workdir / 'pushgateway.metrics'}"],
-                  f"http://127.0.0.1:{port}", workdir)
+    return start_server("pushgateway", [str(devtools.pushgateway()), f"--web.listen-address=127.0.0.1:{port}",
+                                        f"--persistence.file={workdir / 'pushgateway.metrics'}"],
+                        f"http://127.0.0.1:{port}", workdir)
 
 
 def start_prometheus(workdir: Path, port: int, objects: list[dict], addresses: Mapping[str, list[str]],
@@ -182,7 +191,7 @@ def start_prometheus(workdir: Path, port: int, objects: list[dict], addresses: M
     config_path = workdir / "prometheus.yml"
     config_path.write_text(yaml.safe_dump(config, sort_keys=False))
     devtools.run_tool([str(devtools.promtool()), "check", "config", str(config_path)], timeout=60)
-    server = _start("prometheus", [
+    server = start_server("prometheus", [
         str(devtools.prometheus()), f"--config.file={config_path}", f"--storage.tsdb.path={workdir / 'tsdb'}",
         f"--web.listen-address=127.0.0.1:{port}", "--storage.tsdb.retention.time=1d",
     ], f"http://127.0.0.1:{port}", workdir)

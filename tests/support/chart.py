@@ -1,0 +1,48 @@
+"""The Helm chart's renderings and how to find things in them, shared by the chart tests
+(tests/test_chart.py: static checks) and the API server tests (tests/test_apiserver.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from streamflow.monitoring.localstack import CHART_DIR as CHART
+from streamflow.monitoring.localstack import render_chart
+
+VARIANTS = ["default"] + sorted(p.stem for p in (CHART / "ci").glob("*.yaml"))
+RELEASE = NAMESPACE = "streamflow"  # what `make deploy` uses
+POD_KINDS = {"Deployment", "StatefulSet", "Job", "CronJob", "Pod"}
+
+
+def value_files(variant: str) -> list[Path]:
+    return [] if variant == "default" else [CHART / "ci" / f"{variant}.yaml"]
+
+
+def render(variant: str, values: dict | None = None, namespace: str = NAMESPACE) -> list[dict]:
+    return render_chart(RELEASE, namespace, values, value_files=value_files(variant))
+
+
+def find(objects: list[dict], kind: str, name: str | None = None) -> list[dict]:
+    return [o for o in objects if o["kind"] == kind and (name is None or o["metadata"]["name"] == name)]
+
+
+def one(objects: list[dict], kind: str, name: str | None = None) -> dict:
+    found = find(objects, kind, name)
+    assert len(found) == 1, f"expected one {kind} {name or ''}, found {len(found)}"
+    return found[0]
+
+
+def pod_template(obj: dict) -> dict:
+    """The pod (metadata + spec) a workload object would create; a Pod is its own."""
+    if obj["kind"] == "Pod":
+        return obj
+    if obj["kind"] == "CronJob":
+        return obj["spec"]["jobTemplate"]["spec"]["template"]
+    return obj["spec"]["template"]
+
+
+def pod_spec(obj: dict) -> dict:
+    return pod_template(obj)["spec"]
+
+
+def env_of(container: dict) -> dict[str, dict]:
+    return {e["name"]: e for e in container.get("env", [])}
