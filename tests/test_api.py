@@ -15,9 +15,9 @@ from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
+from api import smoke, traffic
 from api.main import create_app
 from api.metrics import LATENCY_BUCKETS
-from api import smoke, traffic
 from api.process import free_port, running_api
 from streamflow import db, model
 from streamflow.datasets import snapshot_frame
@@ -79,10 +79,20 @@ def test_malformed_body_is_422(app_client, body) -> None:
     assert response.json()["detail"]
 
 
-def test_invalid_json_is_422_not_500(app_client) -> None:
+@pytest.mark.parametrize(
+    "content",
+    [b"{not json",
+     # found by the fuzzer (test_api_fuzz.py): FastAPI answered these two with an undocumented 400
+     b'{"user_id": "U0\xf0\x28\x8c"}',  # not UTF-8
+     b"[" * 100_000 + b"]" * 100_000],  # deeper than json's recursion limit
+    ids=["not-json", "not-utf8", "too-deep"],
+)
+def test_invalid_json_is_422_not_500(app_client, content: bytes) -> None:
     client, _ = app_client
-    response = client.post("/predict", content=b"{not json", headers={"content-type": "application/json"})
+    response = client.post("/predict", content=content, headers={"content-type": "application/json"})
     assert response.status_code == 422
+    [error] = response.json()["detail"]
+    assert error["type"] == "json_invalid" and error["loc"][0] == "body"
 
 
 def test_health_and_ready(app_client) -> None:
