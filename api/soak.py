@@ -116,11 +116,14 @@ def soak(env: Mapping[str, str], seconds: float, concurrency: int = 4, warmup_re
             rounds += 1
             statuses += _load(api.base_url, round_requests, concurrency, min(round_seconds, remaining),
                               known_users, seed=rounds)
+            if api.process.poll() is not None:
+                break  # the server died: nothing left to sample; the checks below say so
             result.samples.append(_sample(pid, started, sum(statuses.values())))
             _print_row(result.samples[-1], progress)
         result.statuses = dict(statuses)
-        result.metrics_counted = predict_requests_counted(api.base_url) - counted_before
         alive = api.process.poll() is None
+        if alive:
+            result.metrics_counted = predict_requests_counted(api.base_url) - counted_before
     first, last = result.samples[0], result.samples[-1]
     growth = (last.rss_kib - first.rss_kib) / first.rss_kib
     result.checks = {
