@@ -20,6 +20,8 @@ REF ?=
 CUR ?=
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
+SOAK_SECONDS ?= 300
+SOAK_CONCURRENCY ?= 4
 
 ##@ Start here
 help: ## Show this help
@@ -37,6 +39,9 @@ test: venv ## Run the test suite (starts its own PostgreSQL and uvicorn servers)
 ##@ Pieces
 serve: venv $(BOOTSTRAPPED) ## Run the API in the foreground on 127.0.0.1:8000
 	STREAMFLOW_API_HOST=127.0.0.1 STREAMFLOW_API_PORT=8000 $(PY) -m api
+
+soak: venv $(BOOTSTRAPPED) ## Soak the real API: SOAK_SECONDS (300) of bounded /predict load (SOAK_CONCURRENCY 4); errors, RSS, fds, metrics -> reports/soak.json
+	$(PY) -m api.soak --seconds $(SOAK_SECONDS) --concurrency $(SOAK_CONCURRENCY) --report reports/soak.json
 
 bootstrap: venv ## Demo data + feast apply + materialize + train (idempotent; FORCE=1 redoes all)
 	$(PY) -m jobs.bootstrap $(if $(FORCE),--force) && touch $(BOOTSTRAPPED)
@@ -174,5 +179,5 @@ $(BOOTSTRAPPED):
 	$(PY) -m jobs.bootstrap
 	touch $@
 
-.PHONY: help demo test serve bootstrap drift train bench observe dashboards status-local venv lock clean \
+.PHONY: help demo test serve soak bootstrap drift train bench observe dashboards status-local venv lock clean \
 	cluster monitoring images deploy drift-now status traffic grafana prometheus down

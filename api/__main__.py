@@ -13,12 +13,19 @@ from pathlib import Path
 import uvicorn
 
 from streamflow.logs import configure_logging
-from streamflow.settings import get_settings
+from streamflow.settings import Settings, get_settings
+
+
+def limit_model_threads(settings: Settings) -> None:
+    """OpenMP reads OMP_NUM_THREADS once, when scikit-learn's compiled code is first loaded: set
+    it before the app (and, with several workers, every worker process) imports the model."""
+    os.environ["OMP_NUM_THREADS"] = str(settings.model_threads)
 
 
 def main() -> None:
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_format)
+    limit_model_threads(settings)
     if settings.api_workers > 1:
         multiproc_dir = Path(settings.prometheus_multiproc_dir)
         multiproc_dir.mkdir(parents=True, exist_ok=True)

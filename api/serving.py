@@ -2,7 +2,8 @@
 
 Both are loaded at start-up and, if missing (the bootstrap job may still be running in a
 cluster), retried at most every `ready_retry_seconds` by /ready and /predict; until then the
-API answers 503 with the reason instead of failing to start.
+API answers 503 with the reason instead of failing to start. A store that fails while serving
+is dropped and re-opened the same way, so the API recovers by itself when it comes back.
 
 The hot path (docs/performance.md):
 - features are read with the online store's own reader (Feast's `OnlineStore.online_read`), one
@@ -12,7 +13,7 @@ The hot path (docs/performance.md):
   loaded once), so each worker keeps the last `prediction_cache_size` of them. A background task
   refreshes the registry every `prediction_cache_check_seconds` and empties the cache when a
   feature view was materialized or re-applied: a prediction is at most that much older than
-  the store.
+  the store. A store that is gone still answers 503 first: the cache never hides an outage.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from typing import Any
 
 from api.metrics import ApiMetrics
 from streamflow import model as model_artifact
+from streamflow.feature_repo import online_store_path, open_store
 from streamflow.features import ENTITY_KEY, FEATURE_GROUPS, encode_row
 from streamflow.logs import log_event
 from streamflow.settings import Settings
@@ -92,6 +94,13 @@ class OnlineFeatureReader:
                 values[name] = None if value is None else feast_value_type_to_python_type(value)
         return values
 
+    def close(self) -> None:
+        # Feast's SQLite store closes nothing itself (its close() is a no-op): close the cached
+        # connection here, or each drop would leak a file descriptor.
+        connection = getattr(self.store.provider.online_store, "_conn", None)  # Feast internals: guarded
+        if connection is not None:
+            connection.close()
+
 
 class ServingState:
     def __init__(self, settings: Settings, metrics: ApiMetrics) -> None:
@@ -99,6 +108,8 @@ class ServingState:
         self.metrics = metrics
         self.model: model_artifact.ChurnModel | None = None
         self.reader: OnlineFeatureReader | None = None
+        self._store_path = online_store_path(settings)  # the SQLite file (local profile), else None
+        self._store_file: tuple[int, int] | None = None  # (device, inode) the store's connection opened
         self.errors: dict[str, str] = {"model": "not loaded yet", "feature_store": "not opened yet"}
         self._last_attempt = float("-inf")
         self._lock = threading.Lock()
@@ -129,20 +140,60 @@ class ServingState:
         log_event(log, "model loaded", version=loaded.version, trained_on=loaded.metadata.trained_on)
 
     def _open_store(self) -> None:
-        from streamflow.feature_repo import open_store
-
         try:
+            # Checked first: sqlite3 would create an empty file in place of a missing one, and
+            # that empty file would then stand in for the real store once it came back.
+            store_file = self._store_file_id()
             reader = OnlineFeatureReader(open_store(self.settings))
             # The first online read sets up connections and caches (50-500 ms): pay it here,
             # not in a user's request.
             reader.read(READINESS_PROBE_USER)
         except Exception as exc:  # Feast raises many types; any of them means "not usable"
-            self.errors["feature_store"] = f"{type(exc).__name__}: {exc}".splitlines()[0]
+            self.errors["feature_store"] = (str(exc) if isinstance(exc, ServiceUnavailable)
+                                            else f"{type(exc).__name__}: {exc}".splitlines()[0])
             log_event(log, "feature store not usable", logging.ERROR, reason=self.errors["feature_store"])
             return
-        self.reader = reader
+        self.reader, self._store_file = reader, store_file
+        self._clear_cache()  # a re-opened store may hold other data than the one that failed
         self.errors.pop("feature_store", None)
         log_event(log, "feature store opened", profile=self.settings.feast_profile)
+
+    def _store_file_id(self) -> tuple[int, int] | None:
+        """(device, inode) of the local online store file; None for a store that is a server."""
+        if self._store_path is None:
+            return None
+        try:
+            stat = self._store_path.stat()
+        except FileNotFoundError:
+            raise ServiceUnavailable(f"online store file {self._store_path} is missing") from None
+        return stat.st_dev, stat.st_ino
+
+    def _check_store_file(self) -> None:
+        """Feast's SQLite store keeps one connection for good: with the file moved away or
+        replaced, it would go on reading the old file unseen (and /ready would say ok). So the
+        open store must still be the file at the configured path; if not, it is dropped, and
+        re-opened by the usual retry."""
+        if self.reader is None or self._store_path is None:
+            return
+        try:
+            same_file = self._store_file_id() == self._store_file
+        except ServiceUnavailable as exc:
+            self._drop_store(str(exc))
+            raise
+        if not same_file:
+            self._drop_store(f"online store file {self._store_path} was replaced; re-opening it",
+                             logging.WARNING)
+            self.load()
+
+    def _drop_store(self, reason: str, level: int = logging.ERROR) -> None:
+        """Forget a store that failed, so the next retry opens a fresh one (no broken
+        connection is ever reused)."""
+        reader, self.reader, self._store_file = self.reader, None, None
+        self.errors["feature_store"] = reason
+        self.metrics.ready.set(0)
+        if reader is not None:
+            reader.close()
+        log_event(log, "feature store dropped", level, reason=reason)
 
     def retry_if_due(self) -> None:
         if not self.is_ready and time.monotonic() - self._last_attempt >= self.settings.ready_retry_seconds:
@@ -153,6 +204,10 @@ class ServingState:
         return self.model is not None and self.reader is not None
 
     # -- cache validity -------------------------------------------------------------------------
+    def _clear_cache(self) -> None:
+        if hasattr(self._predict, "cache_clear"):
+            self._predict.cache_clear()
+
     def check_registry(self) -> None:
         """Empty the prediction cache if the registry records a new materialization or apply."""
         reader = self.reader
@@ -163,8 +218,8 @@ class ServingState:
         except Exception as exc:  # a registry blip: keep serving, try again next interval
             log_event(log, "registry check failed", logging.WARNING, error=f"{type(exc).__name__}: {exc}")
             return
-        if changed and hasattr(self._predict, "cache_clear"):
-            self._predict.cache_clear()
+        if changed:
+            self._clear_cache()
             log_event(log, "feature registry changed; prediction cache emptied")
 
     async def watch_registry(self) -> None:
@@ -179,6 +234,11 @@ class ServingState:
         self.retry_if_due()
         if self.model is None:
             raise ServiceUnavailable(f"model not loaded: {self.errors.get('model')}")
+        try:
+            self._check_store_file()  # one stat(): cheap enough for every request
+        except ServiceUnavailable as exc:
+            self.metrics.feature_lookup_errors.inc()
+            raise ServiceUnavailable(f"feature store not available: {exc}") from None
         if self.reader is None:
             raise ServiceUnavailable(f"feature store not available: {self.errors.get('feature_store')}")
         cache_info = getattr(self._predict, "cache_info", None)  # None when the cache is off
@@ -198,23 +258,34 @@ class ServingState:
 
     def online_features(self, user_id: str) -> dict[str, Any]:
         """The 14 feature values of one user (None where the store has none)."""
-        assert self.reader is not None
+        reader = self.reader
+        if reader is None:
+            raise ServiceUnavailable(f"feature store not available: {self.errors.get('feature_store')}")
         started = time.perf_counter()
         try:
-            return self.reader.read(user_id)
+            return reader.read(user_id)
         except Exception as exc:
             self.metrics.feature_lookup_errors.inc()
-            log_event(log, "online feature lookup failed", logging.ERROR, error=f"{type(exc).__name__}: {exc}")
+            error = f"{type(exc).__name__}: {exc}".splitlines()[0]
+            log_event(log, "online feature lookup failed", logging.ERROR, error=error)
+            self._drop_store(f"lookup failed: {error}")
             raise ServiceUnavailable("feature store lookup failed; retry later") from None
         finally:
             self.metrics.feature_lookup.observe(time.perf_counter() - started)
 
     def check_store(self) -> str:
         """'ok' if the online store answers a lookup now, else the reason."""
-        if self.reader is None:
+        try:
+            self._check_store_file()
+        except ServiceUnavailable as exc:
+            return str(exc)
+        reader = self.reader
+        if reader is None:
             return self.errors.get("feature_store", "not opened")
         try:
-            self.reader.read(READINESS_PROBE_USER)
+            reader.read(READINESS_PROBE_USER)
         except Exception as exc:
-            return f"{type(exc).__name__}: {exc}".splitlines()[0]
+            reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
+            self._drop_store(f"lookup failed: {reason}")
+            return reason
         return "ok"

@@ -22,7 +22,14 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from streamflow import db
-from streamflow.features import ENTITY_KEY, FEATURE_GROUPS, LABEL_PERIOD, NET_SERVICES, SNAPSHOT_TIMESTAMP, TARGET
+from streamflow.features import (
+    ENTITY_KEY,
+    FEATURE_GROUPS,
+    LABEL_PERIOD,
+    NET_SERVICES,
+    SNAPSHOT_TIMESTAMP,
+    TARGET,
+)
 from streamflow.logs import configure_logging, log_event
 from streamflow.progress import progress
 from streamflow.settings import Settings

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 from datetime import timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -40,6 +41,11 @@ log = logging.getLogger("streamflow.feast")
 FEATURE_TTL = timedelta(days=31)
 
 
+def online_store_path(settings: Settings) -> Path | None:
+    """The SQLite online store file of the local profile; None when the store is a server."""
+    return (settings.feast_dir / "online_store.db").resolve() if settings.feast_profile == "local" else None
+
+
 def repo_config(settings: Settings) -> dict[str, Any]:
     """The feature_store.yaml equivalent for the configured profile."""
     common: dict[str, Any] = {
@@ -51,7 +57,7 @@ def repo_config(settings: Settings) -> dict[str, Any]:
         feast_dir = settings.feast_dir.resolve()
         return common | {
             "registry": {"registry_type": "file", "path": str(feast_dir / "registry.db"), "cache_ttl_seconds": 60},
-            "online_store": {"type": "sqlite", "path": str(feast_dir / "online_store.db")},
+            "online_store": {"type": "sqlite", "path": str(online_store_path(settings))},
             "offline_store": {"type": "file"},
         }
     url = settings.database_url_obj

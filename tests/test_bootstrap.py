@@ -11,8 +11,8 @@ import sqlalchemy as sa
 from jobs.datagen import SNAPSHOT_DATES
 from streamflow import db, model
 from streamflow.datasets import load_snapshot, snapshot_frame
-from streamflow.features import FEATURE_NAMES, FEATURE_REFS
 from streamflow.feature_repo import open_store
+from streamflow.features import FEATURE_NAMES, FEATURE_REFS
 from streamflow.settings import Settings
 from tests.conftest import TEST_USERS
 

@@ -15,8 +15,8 @@ from jobs.drift.decision import NO_ACTION, RETRAIN, Decision, decide, decision_l
 from jobs.drift.report import ReportShapeError, extract
 from jobs.drift.sinks import ANNOTATION_PREFIX
 from streamflow import db
-from streamflow.features import FEATURE_GROUPS, FEATURE_NAMES
 from streamflow.feature_repo import export_offline_sources
+from streamflow.features import FEATURE_GROUPS, FEATURE_NAMES
 from streamflow.settings import Settings
 from tests.conftest import DriftRun, read_status, run_drift
 from tests.support.processes import data_env, run_module

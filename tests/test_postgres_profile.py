@@ -10,7 +10,14 @@ import pytest
 
 from api.process import running_api
 from tests.support.postgres import PostgresServer
-from tests.support.processes import data_env, finish, must_succeed, run_module, start_module, wait_for_output
+from tests.support.processes import (
+    data_env,
+    finish,
+    must_succeed,
+    run_module,
+    start_module,
+    wait_for_output,
+)
 
 pytestmark = pytest.mark.postgres
 PG_USERS = 800

@@ -97,18 +97,28 @@ def max_score_difference(job: dict[str, float], bound: dict[str, float]) -> floa
     return max(abs(job[c] - bound[c]) for c in bound)
 
 
-def measure(settings: Settings, label: str) -> dict[str, float]:
+def measure(settings: Settings, label: str, sample_rows: int | None = None) -> dict[str, float]:
+    """The job, its scipy bound and, with sample_rows, what sampling that many users costs in
+    accuracy: the largest change of any column's score against the full months."""
     job = run_job(settings)
     bound_seconds, bound_scores = scipy_bound(settings)
     difference = max_score_difference(job.scores, bound_scores)
     if difference > 1e-6:
         raise RuntimeError(f"scipy bound disagrees with the report by {difference:.2e} at {label}")
     drifted = sum(score >= DISTANCE_THRESHOLD for score in job.scores.values())
+    sampled = {}
+    if sample_rows is not None and sample_rows < settings.n_users:
+        sampled_job = run_job(settings, ("--sample-rows", str(sample_rows)))
+        sampled = {
+            f"drift_sampled_seconds_{label}": sampled_job.seconds,
+            f"drift_sampled_max_score_change_{label}": max_score_difference(sampled_job.scores, job.scores),
+            f"drift_sampled_rows_{label}": float(sample_rows),
+        }
     return {
         f"drift_seconds_{label}": job.seconds,
         f"drift_peak_rss_mb_{label}": job.peak_rss_mb,
         f"drift_scipy_seconds_{label}": bound_seconds,
         f"drift_vs_scipy_ratio_{label}": job.seconds / bound_seconds,
         f"drift_columns_drifted_{label}": float(drifted),
-    }
+    } | sampled
 
