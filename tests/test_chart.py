@@ -90,6 +90,8 @@ def test_chart_version_is_the_project_version() -> None:
     (["--set", "drift.schedule=daily"], "/drift/schedule"),
     (["--set", "drift.threshold=1.5"], "/drift/threshold"),
     (["--set", "api.worker=2"], "/api"),  # a typo is refused, not silently ignored
+    (["--set", "drift.sampleRows=10"], "/drift/sampleRows"),  # too few to judge drift by
+    (["--set", "api.predictionCache.size=-1"], "/api/predictionCache/size"),
 ])
 def test_values_schema_rejects_wrong_types(setting: list[str], path: str) -> None:
     result = helm("template", RELEASE, str(CHART), *KUBE_VERSION_FLAG, *setting, check=False)
@@ -264,6 +266,13 @@ def test_explicit_months_and_schedule_reach_the_cronjob(rendered) -> None:
     drift = pod_spec(cronjob)["containers"][0]
     assert drift["args"] == ["--reference", "2024-01-31", "--current", "2024-02-29"]
     assert env_of(drift)["STREAMFLOW_DRIFT_THRESHOLD"]["value"] == "0.25"
+    assert env_of(drift)["STREAMFLOW_DRIFT_SAMPLE_ROWS"]["value"] == "200000"
+    default_drift = pod_spec(one(rendered["default"], "CronJob"))["containers"][0]
+    assert "STREAMFLOW_DRIFT_SAMPLE_ROWS" not in env_of(default_drift)  # all users unless asked
+    api_deployment = next(d for d in find(rendered["default"], "Deployment") if d["metadata"]["name"].endswith("-api"))
+    api = env_of(pod_spec(api_deployment)["containers"][0])
+    assert api["STREAMFLOW_PREDICTION_CACHE_SIZE"]["value"] == "50000"
+    assert api["STREAMFLOW_PREDICTION_CACHE_CHECK_SECONDS"]["value"] == "10"
     reports = next(v for v in pod_spec(cronjob)["volumes"] if v["name"] == "reports")
     assert "emptyDir" in reports and not find(rendered["external-database-values"], "PersistentVolumeClaim")
 
