@@ -55,6 +55,7 @@ class ApiMetrics:
             "api_predictions_total", "Predictions returned, by predicted outcome (churn / stay).",
             ["outcome"], registry=registry,
         )
+        self.predicted_churn, self.predicted_stay = (self.predictions.labels(o) for o in ("churn", "stay"))
         self.prediction_cache = Counter(
             "api_prediction_cache_total",
             "Predictions served from the worker's cache (hit) or computed from the store (miss).",

@@ -34,8 +34,8 @@ def _label(n_users: int) -> str:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m streamflow.bench", description=__doc__.split("\n")[0])
     parser.add_argument("--only", default=",".join(PARTS), help=f"comma-separated subset of {','.join(PARTS)}")
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per throughput server (median)")
-    parser.add_argument("--seconds", type=float, default=8.0, help="wrk duration per round")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds per throughput server (median)")
+    parser.add_argument("--seconds", type=float, default=6.0, help="wrk duration per round")
     parser.add_argument("--connections", type=int, default=16, help="wrk connections")
     parser.add_argument("--lookups", type=int, default=3000, help="in-process predictions per store")
     parser.add_argument("--store-users", type=_sizes, default=[1000, 1_000_000], help="small,large online store")

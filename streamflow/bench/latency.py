@@ -20,6 +20,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry
+from threadpoolctl import threadpool_limits
 
 from api.metrics import ApiMetrics
 from api.serving import ServingState
@@ -121,6 +122,12 @@ def random_users(n_users: int, count: int, seed: int) -> list[str]:
 
 def measure(small: Settings, large: Settings, lookups: int, rounds: int, seed: int) -> dict[str, float]:
     """p50/p99 of the miss path on the small store, and the large/small p50 ratio (interleaved)."""
+    # the model's OpenMP threads as `python -m api` sets them (STREAMFLOW_MODEL_THREADS)
+    with threadpool_limits(limits=small.model_threads):
+        return _measure(small, large, lookups, rounds, seed)
+
+
+def _measure(small: Settings, large: Settings, lookups: int, rounds: int, seed: int) -> dict[str, float]:
     states = {"small": serving_state(small), "large": serving_state(large)}
     sizes = {"small": small.n_users, "large": large.n_users}
     for name, state in states.items():  # warm-up: first reads open files and fill page caches

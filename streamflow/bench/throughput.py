@@ -26,6 +26,7 @@ from streamflow.devtools import debian_binary
 
 LUA_SCRIPT = Path(__file__).with_name("predict.lua")
 SERVER_CPUS, LOAD_CPUS = {1}, {0}
+WARM_UP_SECONDS = 5  # measured: with 3 s the first round still ran ~20 % slow for every server
 
 
 @dataclass(frozen=True)
@@ -96,7 +97,7 @@ def measure(data_env: dict[str, str], rounds: int, seconds: float, connections: 
             urls[server.name] = (api.base_url, LOAD_CPUS if pinned else None)
             progress(f"started {server.name} ({server.workers} worker{'s' if server.workers > 1 else ''})")
         for url, cpus in urls.values():  # warm-up: prediction caches, connections, lazy imports
-            wrk(url, 3, connections, users, cpus)
+            wrk(url, WARM_UP_SECONDS, connections, users, cpus)
         for round_index in range(rounds):
             shift = round_index % len(SERVERS)
             for server in SERVERS[shift:] + SERVERS[:shift]:
