@@ -8,6 +8,7 @@ during the month after that snapshot?). SQLite by default, PostgreSQL in a clust
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -121,18 +122,22 @@ def arrow_reader(engine: Engine) -> Iterator[Callable[[sa.Table, list[str], date
     every other query; this is the one bulk-read path (SQLite and PostgreSQL, like Feast here).
     """
     url = engine.url
+    where = url.render_as_string(hide_password=True)
     backend = url.get_backend_name()
     if backend == "sqlite":
         import adbc_driver_sqlite.dbapi as adbc
 
-        connection, placeholder = adbc.connect(url.database), "?"
+        target, placeholder = url.database, "?"
     elif backend == "postgresql":
         import adbc_driver_postgresql.dbapi as adbc
 
-        uri = url.set(drivername="postgresql").render_as_string(hide_password=False)
-        connection, placeholder = adbc.connect(uri), "$1"
+        target, placeholder = url.set(drivername="postgresql").render_as_string(hide_password=False), "$1"
     else:
         raise BulkReadError(f"no Arrow driver for {backend} databases (use SQLite or PostgreSQL)")
+    try:
+        connection = adbc.connect(target)
+    except adbc.Error as exc:  # e.g. the database went down after the row counts
+        raise BulkReadError(f"connecting to {where} failed: {_first_line(exc)}") from None
 
     def read(table: sa.Table, columns: list[str], day: date) -> pd.DataFrame:
         column = snapshot_column(table)
@@ -140,20 +145,32 @@ def arrow_reader(engine: Engine) -> Iterator[Callable[[sa.Table, list[str], date
         process = column.type.dialect_impl(engine.dialect).bind_processor(engine.dialect)
         stamp = snapshot_timestamp(day)
         selected = ", ".join(f'"{name}"' for name in columns)
-        sql = f'SELECT {selected} FROM "{table.name}" WHERE "{column.name}" = {placeholder}'  # noqa: S608 - our names
+        sql = f'SELECT {selected} FROM "{table.name}" WHERE "{column.name}" = {placeholder}'  # our own names: no injection
         try:
             with connection.cursor() as cursor:
                 cursor.execute(sql, (process(stamp) if process else stamp,))
-                return cursor.fetch_arrow_table().to_pandas()
-        except adbc.Error as exc:
-            reason = str(exc).strip().splitlines()[0]
-            raise BulkReadError(f"reading table {table.name} from "
-                                f"{url.render_as_string(hide_password=True)} failed: {reason}") from None
+                frame = cursor.fetch_arrow_table().to_pandas()
+        # OSError: Arrow's stream error, e.g. SQLite text in a numeric column past the first batch
+        except (adbc.Error, OSError) as exc:
+            # the drivers number columns ("column 3"); say which one, so the message names it
+            reason = re.sub(r"\bcolumn (\d+)\b", lambda m: f"column {columns[int(m[1])]!r}"
+                            if int(m[1]) < len(columns) else m[0], _first_line(exc))
+            raise BulkReadError(f"reading table {table.name} from {where} failed: {reason}") from None
+        # SQLite reads a double-quoted name that is no column as a string literal: a dropped
+        # column would come back as a constant (named '"col"') instead of an error.
+        missing = [name for name in columns if name not in frame.columns]
+        if missing:
+            raise BulkReadError(f"table {table.name} in {where} has no column {', '.join(missing)}")
+        return frame
 
     try:
         yield read
     finally:
         connection.close()
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
 def has_tables(engine: Engine) -> bool:

@@ -17,9 +17,9 @@ import pytest
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("FEAST_USAGE", "False")
 
-from api.process import free_port  # noqa: E402
-from streamflow.settings import Settings  # noqa: E402
-from tests.support.processes import data_env, must_succeed, run_module  # noqa: E402
+from api.process import free_port
+from streamflow.settings import Settings
+from tests.support.processes import data_env, must_succeed, run_module
 
 TEST_USERS = 2000
 
@@ -60,6 +60,20 @@ def read_status(settings: Settings) -> dict:
 def run_drift(settings: Settings, *args: str, **extra_settings: object) -> DriftRun:
     result = run_module("jobs.drift", *args, env=data_env(settings.data_dir, **extra_settings))
     return DriftRun(result.returncode, result.stdout, result.stderr, read_status(settings))
+
+
+def assert_failed_cleanly(run: DriftRun, before: dict, code: int, *needles: str) -> str:
+    """A failed drift run: exit `code`, no decision line, exactly one reason line, last on stderr,
+    naming every needle, no traceback, the previous status untouched. Returns the reason line."""
+    assert run.returncode == code, (run.returncode, run.stderr[-2000:])
+    assert run.stdout.strip() == ""  # no decision line
+    lines = run.stderr.strip().splitlines()
+    reasons = [line for line in lines if line.startswith("drift job failed")]
+    assert reasons == lines[-1:] and "Traceback" not in run.stderr, run.stderr[-2000:]
+    for needle in needles:
+        assert needle in reasons[0], reasons[0]
+    assert run.status == before, "a failed run must leave the previous status untouched"
+    return reasons[0]
 
 
 @pytest.fixture(scope="session")

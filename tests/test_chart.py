@@ -10,6 +10,7 @@ tests/test_apiserver.py checks with Kubernetes' own admission, with the RBAC on 
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
 import re
@@ -99,17 +100,45 @@ def test_values_schema_rejects_wrong_types(setting: list[str], path: str) -> Non
     assert f"at '{path}'" in result.stderr, result.stderr
 
 
+CREDENTIALS_IN_URL = re.compile(r"://[^/\s:@]+:[^/\s@]+@")  # scheme://user:password@
+
+
 def test_no_default_password_and_no_secret_in_the_environment(rendered) -> None:
     first = one(rendered["default"], "Secret")["data"]["postgres-password"]
     second = one(render("default"), "Secret")["data"]["postgres-password"]
     assert first != second, "the password is generated per install, not a chart default"
     for variant, objects in rendered.items():
+        # the one Secret the chart must create: the bundled database's (none with an external one)
+        secrets = find(objects, "Secret")
+        assert [s["metadata"]["name"] for s in secrets] in ([], ["streamflow-postgresql"]), variant
+        secret_values = [base64.b64decode(v).decode() for s in secrets for v in s["data"].values()]
         for obj in objects:
+            if obj["kind"] == "Secret":
+                continue
+            text = json.dumps(obj)
+            where = f"{variant} {obj['kind']} {obj['metadata']['name']}"
+            assert not CREDENTIALS_IN_URL.search(text), f"{where}: a URL with credentials"
+            assert not [v for v in secret_values if v in text], f"{where}: holds a value of the Secret"
             if obj["kind"] in POD_KINDS:
                 for container in pod_spec(obj)["containers"]:
                     for name, entry in env_of(container).items():
                         assert "secretKeyRef" not in entry.get("valueFrom", {}), f"{variant} {obj['kind']} env {name}"
-                        assert "PASSWORD" not in name or name.endswith("_FILE"), f"{variant}: {name} in env"
+                        assert not re.search("PASSWORD|TOKEN", name) or name.endswith("_FILE"), f"{variant}: {name} in env"
+
+
+def test_grafana_admin_password_comes_from_a_secret_make_monitoring_generates() -> None:
+    values = yaml.safe_load((REPO_ROOT / "k8s" / "kube-prometheus-stack.values.yaml").read_text())
+    admin = values["grafana"]["admin"]
+    assert admin == {"existingSecret": "grafana-admin", "userKey": "admin-user", "passwordKey": "admin-password"}
+    assert "adminPassword" not in values["grafana"], "kps's chart default password must not be set or kept"
+    result = subprocess.run(["make", "-n", "monitoring"], cwd=REPO_ROOT, capture_output=True, text=True,
+                            check=False, timeout=60)
+    assert result.returncode == 0, result.stderr
+    commands = result.stdout.replace("\\\n", " ").splitlines()  # join continued lines
+    create = next(line for line in commands if "create secret generic grafana-admin" in line)
+    # random per cluster, never a literal; and an existing Secret is kept (`get ... ||`)
+    assert '--from-literal=admin-password="$(head -c 24 /dev/urandom' in create
+    assert "get secret grafana-admin" in create.split("||")[0]
 
 
 # --- schemas -----------------------------------------------------------------------------------
@@ -277,20 +306,23 @@ def test_explicit_months_and_schedule_reach_the_cronjob(rendered) -> None:
     assert "emptyDir" in reports and not find(rendered["external-database-values"], "PersistentVolumeClaim")
 
 
+def assert_database_url_from_secret(objects: list[dict], secret: str, key: str) -> None:
+    """Every StreamFlow workload reads the database URL from that Secret key, mounted as a file."""
+    for obj in objects:
+        # the helm test pod, the Pushgateway and PostgreSQL itself need no URL
+        if obj["kind"] in POD_KINDS - {"Pod", "StatefulSet"} and obj["metadata"]["name"] != "streamflow-pushgateway":
+            secrets = [v["secret"] for v in pod_spec(obj)["volumes"] if "secret" in v]
+            assert secrets == [{"secretName": secret, "defaultMode": 0o440,
+                                "items": [{"key": key, "path": "streamflow_database_url"}]}], obj["metadata"]["name"]
+
+
 def test_external_database_comes_from_the_users_secret(rendered) -> None:
     objects = rendered["external-database-values"]
     assert not find(objects, "StatefulSet") and not find(objects, "Secret")
-    for obj in objects:
-        # the helm test pod and the Pushgateway need no database
-        if obj["kind"] in POD_KINDS - {"Pod"} and obj["metadata"]["name"] != "streamflow-pushgateway":
-            secrets = [v["secret"] for v in pod_spec(obj)["volumes"] if "secret" in v]
-            assert secrets == [{"secretName": "streamflow-database", "defaultMode": 0o440,
-                                "items": [{"key": "url", "path": "streamflow_database_url"}]}], obj["metadata"]["name"]
+    assert_database_url_from_secret(objects, "streamflow-database", "url")
 
 
 def test_bundled_database_url_points_at_the_bundled_postgresql(rendered) -> None:
-    import base64
-
     objects = rendered["default"]
     secret = one(objects, "Secret")
     password = base64.b64decode(secret["data"]["postgres-password"]).decode()
@@ -298,6 +330,7 @@ def test_bundled_database_url_points_at_the_bundled_postgresql(rendered) -> None
     service = one(objects, "Service", "streamflow-postgresql")
     assert url == f"postgresql://streamflow:{password}@{service['metadata']['name']}:5432/streamflow"
     assert len(password) >= 32 and password.isalnum()
+    assert_database_url_from_secret(objects, secret["metadata"]["name"], "database-url")
     statefulset = one(objects, "StatefulSet")
     env = env_of(pod_spec(statefulset)["containers"][0])
     assert env["POSTGRES_USER"]["value"] == "streamflow" and env["POSTGRES_DB"]["value"] == "streamflow"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from datetime import date
 from pathlib import Path
 
@@ -15,10 +16,9 @@ from jobs.drift.decision import NO_ACTION, RETRAIN, Decision, decide, decision_l
 from jobs.drift.report import ReportShapeError, extract
 from jobs.drift.sinks import ANNOTATION_PREFIX
 from streamflow import db
-from streamflow.feature_repo import export_offline_sources
 from streamflow.features import FEATURE_GROUPS, FEATURE_NAMES
 from streamflow.settings import Settings
-from tests.conftest import DriftRun, read_status, run_drift
+from tests.conftest import TEST_USERS, DriftRun, assert_failed_cleanly, read_status, run_drift
 from tests.support.processes import data_env, run_module
 
 LINE = re.compile(
@@ -35,9 +35,9 @@ def independent_share(report_json: Path) -> tuple[float, list[str]]:
     drifted = []
     for metric in document["metrics"]:
         config = metric["config"]
-        if config["type"].endswith(":ValueDrift") and config["column"] in FEATURE_NAMES:
-            if metric["value"] >= config["threshold"]:
-                drifted.append(config["column"])
+        if (config["type"].endswith(":ValueDrift") and config["column"] in FEATURE_NAMES
+                and metric["value"] >= config["threshold"]):
+            drifted.append(config["column"])
     return len(drifted) / len(FEATURE_NAMES), drifted
 
 
@@ -104,22 +104,11 @@ def test_user_id_is_not_treated_as_a_feature(drift_runs) -> None:
 
 
 # -- failures: one line, non-zero, old status kept -----------------------------------------------
-def _assert_failed_cleanly(run: DriftRun, before: dict, code: int, *needles: str) -> str:
-    assert run.returncode == code, (run.returncode, run.stderr[-2000:])
-    assert run.stdout.strip() == ""  # no decision line
-    last = run.stderr.strip().splitlines()[-1]
-    assert last.startswith("drift job failed") and "Traceback" not in run.stderr
-    for needle in needles:
-        assert needle in last, last
-    assert run.status == before, "a failed run must leave the previous status untouched"
-    return last
-
-
 def test_missing_snapshot_fails_with_the_date_and_keeps_status(demo_settings: Settings, drift_runs) -> None:
     before = read_status(demo_settings)
     assert before  # the runs above wrote a status
     run = run_drift(demo_settings, "--reference", "2024-02-29", "--current", "2024-04-30")
-    _assert_failed_cleanly(run, before, 3, "as_of=2024-04-30", "empty")
+    assert_failed_cleanly(run, before, 3, "as_of=2024-04-30", "empty")
 
 
 @pytest.mark.parametrize("passed_as", ["variable", "secret file"])
@@ -134,7 +123,7 @@ def test_unreachable_database_fails_with_exit_3(demo_settings: Settings, drift_r
         env = data_env(demo_settings.data_dir, secrets_dir=tmp_path)
     result = run_module("jobs.drift", env=env)
     run = DriftRun(result.returncode, result.stdout, result.stderr, read_status(demo_settings))
-    last = _assert_failed_cleanly(run, before, 3, "database", "127.0.0.1:9")
+    last = assert_failed_cleanly(run, before, 3, "database", "127.0.0.1:9")
     assert "secret-pw" not in run.stderr, "the database password must never be logged"
     assert "***" in last
 
@@ -151,31 +140,6 @@ def test_reference_after_current_is_a_usage_error() -> None:
         date(2024, 2, 29), date(2024, 3, 31))
     assert resolve_snapshots([date(2024, 1, 31), date(2024, 2, 29), date(2024, 3, 31)], date(2024, 1, 31), None) == (
         date(2024, 1, 31), date(2024, 3, 31))
-
-
-@pytest.fixture
-def bad_month(demo_settings: Settings):
-    """Adds a 2024-04-30 snapshot in which one feature column is entirely NULL, then removes it."""
-    engine = db.make_engine(demo_settings)
-    day = db.snapshot_timestamp(date(2024, 4, 30))
-    march = db.snapshot_timestamp(date(2024, 3, 31))
-    tables = [*db.SNAPSHOT_TABLES.values(), db.labels]
-    with engine.begin() as conn:
-        for table in tables:
-            time_col = db.snapshot_column(table)
-            rows = [dict(r) for r in conn.execute(sa.select(table).where(time_col == march)).mappings()]
-            for r in rows:
-                r[time_col.name] = day
-                if "watch_hours_30d" in r:
-                    r["watch_hours_30d"] = None
-            conn.execute(table.insert(), rows)
-    export_offline_sources(demo_settings, engine)
-    yield
-    with engine.begin() as conn:
-        for table in tables:
-            time_col = db.snapshot_column(table)
-            conn.execute(table.delete().where(time_col == day))
-    export_offline_sources(demo_settings, engine)
 
 
 def test_sampling_is_explicit_logged_and_recorded_in_the_report(demo_settings: Settings, drift_runs,
@@ -196,12 +160,57 @@ def test_sampling_is_explicit_logged_and_recorded_in_the_report(demo_settings: S
     assert report["rows"] == {"reference": 2000, "current": 2000}
 
 
-def test_all_missing_feature_column_fails_naming_the_column(demo_settings: Settings, drift_runs, bad_month) -> None:
-    before = read_status(demo_settings)
-    reports_before = sorted((demo_settings.reports_dir / "drift").iterdir())
-    run = run_drift(demo_settings, "--reference", "2024-03-31", "--current", "2024-04-30")
-    _assert_failed_cleanly(run, before, 3, "watch_hours_30d", "2024-04-30")
-    assert sorted((demo_settings.reports_dir / "drift").iterdir()) == reports_before  # no report written
+# -- snapshot problems through the real CLI, on a copy of the data (the shared set stays intact) --
+MARCH = db.snapshot_timestamp(date(2024, 3, 31))
+USAGE = db.SNAPSHOT_TABLES["usage_agg_30d_snapshots"]
+
+
+def _text_in_row(column: str, first: bool):
+    """Put text into one numeric cell of March: the first row read, or the last. ADBC's SQLite
+    driver infers a column's type from its first batch, so the two fail in different places."""
+    def mutate(conn: sa.Connection) -> None:
+        rowid = sa.literal_column("rowid")
+        pick = sa.select((sa.func.min if first else sa.func.max)(rowid)).where(USAGE.c.as_of == MARCH)
+        conn.execute(USAGE.update().where(rowid == pick.scalar_subquery())
+                     .values({column: sa.literal_column("'n/a'")}))
+    return mutate
+
+
+SNAPSHOT_PROBLEMS = {
+    "month-empty-in-one-table": (
+        lambda conn: conn.execute(db.SNAPSHOT_TABLES["support_agg_90d_snapshots"].delete()
+                                  .where(db.SNAPSHOT_TABLES["support_agg_90d_snapshots"].c.as_of == MARCH)),
+        ("as_of=2024-03-31", "empty", "support_agg_90d_snapshots")),
+    "feature-column-missing": (
+        lambda conn: conn.execute(sa.text("ALTER TABLE usage_agg_30d_snapshots DROP COLUMN avg_session_mins_7d")),
+        ("avg_session_mins_7d", "usage_agg_30d_snapshots")),
+    "feature-column-all-missing": (
+        lambda conn: conn.execute(USAGE.update().where(USAGE.c.as_of == MARCH).values(watch_hours_30d=None)),
+        ("watch_hours_30d", "no values", "2024-03-31")),
+    "text-in-numeric-first-row": (_text_in_row("watch_hours_30d", first=True), ("watch_hours_30d", "2024-03-31")),
+    "text-in-numeric-later-row": (_text_in_row("skips_7d", first=False), ("skips_7d", "2024-03-31")),
+}
+
+
+@pytest.fixture
+def copied_settings(demo_dir: Path, drift_runs, tmp_path: Path) -> Settings:
+    """A copy of the session's data set, with the status the drift runs wrote: free to break."""
+    data_dir = tmp_path / "data"
+    shutil.copytree(demo_dir, data_dir, ignore=shutil.ignore_patterns("reports"))
+    return Settings(data_dir=data_dir, reports_dir=data_dir / "reports", n_users=TEST_USERS)
+
+
+@pytest.mark.parametrize("problem", SNAPSHOT_PROBLEMS)
+def test_snapshot_problem_fails_with_one_line_naming_it(copied_settings: Settings, problem: str) -> None:
+    mutate, needles = SNAPSHOT_PROBLEMS[problem]
+    with db.make_engine(copied_settings).begin() as conn:
+        mutate(conn)
+    before = read_status(copied_settings)
+    assert before
+    run = run_drift(copied_settings)  # the two latest months: February vs March
+    assert_failed_cleanly(run, before, 3, *needles)
+    assert not (copied_settings.reports_dir / "drift").exists() or not any(
+        (copied_settings.reports_dir / "drift").iterdir()), "no report for a failed run"
 
 
 # -- the report reader refuses shapes it does not know --------------------------------------------

@@ -42,12 +42,17 @@ class PostgresServer:
     def data_dir(self) -> Path:
         return self.root / "data"
 
-    def url(self, database: str) -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
+    def url(self, database: str, password: str | None = None) -> str:
+        """Trust authentication accepts any password: pass one to see it stays out of every output."""
+        user = f"postgres:{password}" if password else "postgres"
+        return f"postgresql://{user}@127.0.0.1:{self.port}/{database}"
 
     def _run(self, *cmd: str) -> None:
         prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
         subprocess.run([*prefix, *cmd], check=True, capture_output=True, text=True)
+
+    def _pg_ctl(self, *args: str) -> None:
+        self._run(str(self.bin_dir / "pg_ctl"), "-D", str(self.data_dir), *args)
 
     @classmethod
     def start(cls) -> PostgresServer:
@@ -58,11 +63,18 @@ class PostgresServer:
         server = cls(bin_dir, root, free_port())
         server._run(str(bin_dir / "initdb"), "-D", str(server.data_dir), "-U", "postgres",
                     "--auth=trust", "-E", "UTF8", "--no-sync")
-        # TimeZone deliberately not UTC: proves snapshot dates survive a non-UTC session zone.
-        options = f"-k {root} -p {server.port} -c listen_addresses=127.0.0.1 -c fsync=off -c TimeZone=America/New_York"
-        server._run(str(bin_dir / "pg_ctl"), "-D", str(server.data_dir), "-o", options,
-                    "-l", str(root / "server.log"), "-w", "start")
+        server.resume()
         return server
+
+    def resume(self) -> None:
+        """Start the server on its data directory (first start, or after `halt`)."""
+        # TimeZone deliberately not UTC: proves snapshot dates survive a non-UTC session zone.
+        options = f"-k {self.root} -p {self.port} -c listen_addresses=127.0.0.1 -c fsync=off -c TimeZone=America/New_York"
+        self._pg_ctl("-o", options, "-l", str(self.root / "server.log"), "-w", "start")
+
+    def halt(self) -> None:
+        """A real outage: stop the server, its clients' connections cut, its data kept for `resume`."""
+        self._pg_ctl("-m", "fast", "-w", "stop")
 
     def create_database(self, name: str) -> str:
         self._run(str(self.bin_dir / "createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", name)
@@ -70,6 +82,6 @@ class PostgresServer:
 
     def stop(self) -> None:
         try:
-            self._run(str(self.bin_dir / "pg_ctl"), "-D", str(self.data_dir), "-m", "fast", "-w", "stop")
+            self.halt()
         finally:
             shutil.rmtree(self.root, ignore_errors=True)
