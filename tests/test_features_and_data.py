@@ -137,3 +137,20 @@ def test_snapshot_validation_names_the_column_to_fix(change, needle: str) -> Non
     with pytest.raises(SnapshotError) as caught:
         validate_features(change(frame), date(2024, 1, 31))
     assert needle in str(caught.value) and "as_of=2024-01-31" in str(caught.value)
+
+
+def test_a_subset_of_months_holds_the_same_rows_as_the_full_data_set(tmp_path) -> None:
+    # `make bench` generates only the two months it compares
+    from jobs.datagen import SNAPSHOT_DATES, generate
+    from streamflow import db
+    from streamflow.datasets import load_snapshot
+    from streamflow.settings import Settings
+
+    frames = {}
+    for name, months in (("all", (0, 1, 2)), ("pair", (1, 2))):
+        settings = Settings(data_dir=tmp_path / name, n_users=200)
+        engine = db.make_engine(settings)
+        assert generate(settings, engine, months=months)
+        assert db.list_snapshots(engine) == [SNAPSHOT_DATES[i] for i in months]
+        frames[name] = load_snapshot(engine, SNAPSHOT_DATES[2])
+    pd.testing.assert_frame_equal(frames["all"], frames["pair"])

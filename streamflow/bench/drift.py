@@ -27,7 +27,8 @@ from streamflow.datasets import load_snapshot
 from streamflow.features import CATEGORICAL_FEATURES, NUMERICAL_FEATURES, TARGET
 from streamflow.settings import Settings
 
-REFERENCE, CURRENT = datagen.SNAPSHOT_DATES[1], datagen.SNAPSHOT_DATES[2]  # the months that drift
+MONTH_INDEXES = (1, 2)  # the months that drift
+REFERENCE, CURRENT = (datagen.SNAPSHOT_DATES[i] for i in MONTH_INDEXES)
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,8 @@ class JobRun:
 def data_set(data_dir: Path, n_users: int, seed: int) -> Settings:
     settings = Settings(data_dir=data_dir, reports_dir=data_dir / "reports", n_users=n_users, seed=seed,
                         log_format="json")
-    datagen.generate(settings, db.make_engine(settings))  # keeps existing tables
+    # only the two months compared; kept if the tables are already filled
+    datagen.generate(settings, db.make_engine(settings), months=MONTH_INDEXES)
     return settings
 
 

@@ -72,7 +72,7 @@ def _grow(db_path: Path, config, project: str, have: int, want: int, progress) -
     templates = {}
     for table in tables:  # each existing user's rows, without the key: the values to re-key
         by_user = defaultdict(list)
-        for row in connection.execute(f'SELECT {columns} FROM "{table}" ORDER BY entity_key'):  # noqa: S608
+        for row in connection.execute(f'SELECT {columns} FROM "{table}" ORDER BY entity_key'):
             by_user[row[0]].append(row[1:])
         templates[table] = list(by_user.values())
         if len(templates[table]) != have:
@@ -86,7 +86,7 @@ def _grow(db_path: Path, config, project: str, have: int, want: int, progress) -
             for table in tables:
                 source = templates[table]
                 connection.executemany(
-                    f'INSERT INTO "{table}" ({columns}) VALUES (?, ?, ?, ?, ?, ?, ?)',  # noqa: S608
+                    f'INSERT INTO "{table}" ({columns}) VALUES (?, ?, ?, ?, ?, ?, ?)',
                     ((key, *row) for i, key in enumerate(keys) for row in source[(first + i) % have]))
         done = first + len(ids)
         progress(f"online store: {done:,}/{want:,} users ({time.monotonic() - started:.0f} s)")
