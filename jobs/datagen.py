@@ -70,10 +70,13 @@ MONTHS: tuple[MonthShift, ...] = (
 SNAPSHOT_DATES: tuple[date, ...] = tuple(m.snapshot for m in MONTHS)
 
 
+def user_id(index: int) -> str:
+    """The id of the index-th generated user: U0000 is renamed to the seed's 4686-GEFRM (U0001 keeps its id)."""
+    return SEED_USER_IDS[0] if index == 0 else f"U{index:04d}"
+
+
 def user_ids(n_users: int) -> np.ndarray:
-    ids = np.array([f"U{i:04d}" for i in range(n_users)], dtype=object)
-    ids[0] = SEED_USER_IDS[0]  # U0000 is renamed; U0001 keeps its generated id
-    return ids
+    return np.array([user_id(i) for i in range(n_users)], dtype=object)
 
 
 @dataclass(frozen=True)

@@ -155,11 +155,10 @@ def cast_features(frame: pd.DataFrame) -> pd.DataFrame:
     for f in FEATURES:
         if f.name not in out.columns:
             continue
-        if f.kind == "category":
-            values = out[f.name].astype(object)
-            out[f.name] = pd.Categorical(values.where(values.notna(), None), categories=list(f.categories))
-        elif f.kind == "binary":
-            out[f.name] = pd.Categorical(pd.to_numeric(out[f.name], errors="coerce"), categories=list(BINARY_VALUES))
+        if f.is_categorical:
+            # flags arrive as ints, floats or strings depending on the store: compare them as numbers
+            values = out[f.name] if f.kind == "category" else pd.to_numeric(out[f.name], errors="coerce")
+            out[f.name] = pd.Categorical(values, categories=list(categories_of(f)))
         else:
             out[f.name] = pd.to_numeric(out[f.name], errors="coerce").astype("float64")
     return out

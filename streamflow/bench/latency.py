@@ -25,7 +25,7 @@ from threadpoolctl import threadpool_limits
 from api.metrics import ApiMetrics
 from api.serving import ServingState
 from jobs import bootstrap
-from jobs.datagen import SEED_USER_IDS
+from jobs.datagen import user_id
 from streamflow.features import ENTITY_KEY, FEATURE_GROUPS
 from streamflow.settings import Settings
 
@@ -79,7 +79,7 @@ def _grow(db_path: Path, config, project: str, have: int, want: int, progress) -
             raise RuntimeError(f"{table} holds {len(templates[table])} users, expected {have}: rebuild the base store")
     started = time.monotonic()
     for first in range(have, want, GROW_BATCH_USERS):
-        ids = [f"U{i:04d}" for i in range(first, min(first + GROW_BATCH_USERS, want))]
+        ids = [user_id(i) for i in range(first, min(first + GROW_BATCH_USERS, want))]
         keys = [serialize_entity_key(EntityKey(join_keys=[ENTITY_KEY], entity_values=[Value(string_val=u)]),
                                      entity_key_serialization_version=version) for u in ids]
         with connection:
@@ -104,9 +104,9 @@ def serving_state(settings: Settings) -> ServingState:
 
 def predict_latencies_ms(state: ServingState, user_ids: list[str]) -> list[float]:
     latencies = []
-    for user_id in user_ids:
+    for user in user_ids:
         started = time.perf_counter()
-        state.predict(user_id)
+        state.predict(user)
         latencies.append((time.perf_counter() - started) * 1000)
     return latencies
 
@@ -117,7 +117,7 @@ def percentile(values: list[float], q: float) -> float:
 
 def random_users(n_users: int, count: int, seed: int) -> list[str]:
     rng = random.Random(seed)
-    return [SEED_USER_IDS[0] if i == 0 else f"U{i:04d}" for i in (rng.randrange(n_users) for _ in range(count))]
+    return [user_id(rng.randrange(n_users)) for _ in range(count)]
 
 
 def measure(small: Settings, large: Settings, lookups: int, rounds: int, seed: int) -> dict[str, float]:
