@@ -71,8 +71,10 @@ class ApiMetrics:
             registry=registry,
         )
         self.model_info = Gauge(
-            "api_model_info", "The model being served (value 1), labelled with its version.",
-            ["version"], registry=registry, multiprocess_mode="livemax",
+            "api_model_info",
+            "The model being served (value 1), by version and runtime (treelite, or sklearn when the "
+            "compiled trees were refused).",
+            ["version", "runtime"], registry=registry, multiprocess_mode="livemax",
         )
         self.ready = Gauge(
             "api_ready", "1 when the model is verified and the feature store answers.",
@@ -102,6 +104,14 @@ class PrometheusMiddleware:
         # Labelled children by (method, route, status): resolving labels costs more than the
         # increment itself. Bounded: route templates x methods x status codes.
         self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        # Requests in flight. In one process the gauge reads this plain count when scraped, so a
+        # request pays two integer updates instead of two locked gauge updates (~1.4 us of the
+        # middleware's ~6); the event loop is the only writer. Several workers each update their
+        # gauge file, summed at scrape time (multiprocess_mode="livesum").
+        self.in_flight = 0
+        self._gauge_per_request = metrics.multiproc_dir is not None
+        if not self._gauge_per_request:
+            metrics.in_flight.set_function(lambda: self.in_flight)
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -116,12 +126,16 @@ class PrometheusMiddleware:
                 status = message["status"]
             await send(message)
 
-        self.metrics.in_flight.inc()
+        if self._gauge_per_request:
+            self.metrics.in_flight.inc()
+        self.in_flight += 1
         try:
             await self.app(scope, receive, send_with_status)
         finally:
             elapsed = time.perf_counter() - started
-            self.metrics.in_flight.dec()
+            self.in_flight -= 1
+            if self._gauge_per_request:
+                self.metrics.in_flight.dec()
             route = scope.get("route")  # set by the router once a route matched
             template = getattr(route, "path", UNMATCHED_ROUTE)
             key = (scope["method"], template, status)

@@ -136,8 +136,9 @@ class ServingState:
             return
         self.model = loaded
         self.errors.pop("model", None)
-        self.metrics.model_info.labels(loaded.version).set(1)
-        log_event(log, "model loaded", version=loaded.version, trained_on=loaded.metadata.trained_on)
+        self.metrics.model_info.labels(loaded.version, loaded.runtime).set(1)
+        log_event(log, "model loaded", version=loaded.version, trained_on=loaded.metadata.trained_on,
+                  runtime=loaded.runtime)
 
     def _open_store(self) -> None:
         try:

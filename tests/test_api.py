@@ -131,6 +131,9 @@ def test_counters_and_histogram_move_by_exactly_the_requests_sent(app_client) ->
     inf = sample(registry, "api_request_latency_seconds_bucket", method="POST", route="/predict", le="+Inf")
     assert buckets == sorted(buckets) and inf == sample(
         registry, "api_request_latency_seconds_count", method="POST", route="/predict")
+    assert sample(registry, "api_requests_in_flight") == 0  # every request above has finished
+    scrape = client.get("/metrics").text
+    assert re.search(r"^api_requests_in_flight 1\.0$", scrape, re.M), "the scrape itself is in flight"
 
 
 def test_metrics_use_route_templates_never_user_ids(app_client) -> None:
@@ -146,7 +149,8 @@ def test_metrics_use_route_templates_never_user_ids(app_client) -> None:
                 routes.add(s.labels["route"])
     assert routes <= {"/predict", "/health", "/ready", "/metrics", "unmatched"}
     assert {"/predict", "unmatched"} <= routes
-    assert 'api_model_info{version="' in text and "api_ready 1.0" in text
+    assert re.search(r'^api_model_info\{runtime="treelite",version="[^"]+"\} 1\.0$', text, re.M), text
+    assert "api_ready 1.0" in text
 
 
 @pytest.mark.filterwarnings("ignore:X has feature names")
@@ -235,6 +239,7 @@ def test_two_workers_aggregate_metrics_in_multiprocess_mode(demo_dir: Path, tmp_
     assert values[("api_predictions_total", (("outcome", "churn"),))] + values[
         ("api_predictions_total", (("outcome", "stay"),))] == requests
     assert len(pids) == 2, f"expected counter files from 2 workers, found {pids}"
+    assert values[("api_requests_in_flight", ())] == 1, "summed over both workers: the scrape itself"
 
 
 def test_smoke_check_names_what_is_wrong() -> None:

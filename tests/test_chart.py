@@ -93,6 +93,7 @@ def test_chart_version_is_the_project_version() -> None:
     (["--set", "api.worker=2"], "/api"),  # a typo is refused, not silently ignored
     (["--set", "drift.sampleRows=10"], "/drift/sampleRows"),  # too few to judge drift by
     (["--set", "api.predictionCache.size=-1"], "/api/predictionCache/size"),
+    (["--set", "api.modelRuntime=onnx"], "/api/modelRuntime"),
 ])
 def test_values_schema_rejects_wrong_types(setting: list[str], path: str) -> None:
     result = helm("template", RELEASE, str(CHART), *KUBE_VERSION_FLAG, *setting, check=False)
@@ -302,6 +303,7 @@ def test_explicit_months_and_schedule_reach_the_cronjob(rendered) -> None:
     api = env_of(pod_spec(api_deployment)["containers"][0])
     assert api["STREAMFLOW_PREDICTION_CACHE_SIZE"]["value"] == "50000"
     assert api["STREAMFLOW_PREDICTION_CACHE_CHECK_SECONDS"]["value"] == "10"
+    assert api["STREAMFLOW_MODEL_RUNTIME"]["value"] == "treelite"
     reports = next(v for v in pod_spec(cronjob)["volumes"] if v["name"] == "reports")
     assert "emptyDir" in reports and not find(rendered["external-database-values"], "PersistentVolumeClaim")
 

@@ -1,6 +1,6 @@
 """`make bench`: run the benchmarks, print a table, write reports/bench.json.
 
-    python -m streamflow.bench [--only throughput,latency,drift] [--rounds 3] [--seconds 8]
+    python -m streamflow.bench [--only overhead,throughput,latency,drift] [--rounds 3] [--seconds 8]
                                [--drift-users 100000,1000000] [--store-users 1000,1000000]
 
 Bench data (generated and bootstrapped once per size, then reused) lives under
@@ -20,7 +20,7 @@ from pathlib import Path
 from streamflow import __version__
 from streamflow.settings import get_settings
 
-PARTS = ("throughput", "latency", "drift")
+PARTS = ("overhead", "throughput", "latency", "drift")
 
 
 def _sizes(text: str) -> list[int]:
@@ -37,6 +37,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds per throughput server (median)")
     parser.add_argument("--seconds", type=float, default=6.0, help="wrk duration per round")
     parser.add_argument("--connections", type=int, default=16, help="wrk connections")
+    parser.add_argument("--overhead-instances", type=int, default=4,
+                        help="API processes per variant (with / without metrics) for the paired overhead runs")
+    parser.add_argument("--overhead-sweeps", type=int, default=1, help="times every overhead pair is measured")
+    parser.add_argument("--overhead-seconds", type=float, default=4.0, help="wrk duration of one overhead pair")
     parser.add_argument("--lookups", type=int, default=3000, help="in-process predictions per store")
     parser.add_argument("--store-users", type=_sizes, default=[1000, 1_000_000], help="small,large online store")
     parser.add_argument("--drift-users", type=_sizes, default=[100_000, 1_000_000], help="users per month")
@@ -87,13 +91,24 @@ def main(argv: list[str] | None = None) -> int:
         step(f"latency: p50 {results['inprocess_predict_p50_ms']:.2f} ms, x{results['latency_vs_users_ratio']:.2f} "
              f"with {large_users:,} users")
 
+    demo_env = {"STREAMFLOW_DATA_DIR": str(settings.data_dir.resolve())}
+    bench_users = min(1000, settings.n_users)
+    if "overhead" in parts:
+        from streamflow.bench import throughput
+
+        step(f"overhead: {args.overhead_instances} API processes with metrics and {args.overhead_instances} "
+             "without, every pair loaded at the same moment on one core")
+        pairs = throughput.measure_overhead(demo_env, args.overhead_instances, args.overhead_sweeps,
+                                            args.overhead_seconds, args.connections, users=bench_users, progress=step)
+        results |= throughput.summarize_overhead(pairs)
+        raw["overhead_pairs"] = throughput.raw_pairs(pairs)
+
     if "throughput" in parts:
         from streamflow.bench import throughput
 
-        demo_env = {"STREAMFLOW_DATA_DIR": str(settings.data_dir.resolve())}
-        step("throughput: starting 6 servers (API variants and the bare app)")
-        runs = throughput.measure(demo_env, args.rounds, args.seconds, args.connections,
-                                  users=min(1000, settings.n_users), progress=step)
+        step(f"throughput: starting {len(throughput.SERVERS)} servers (API variants and the bare app)")
+        runs = throughput.measure(demo_env, args.rounds, args.seconds, args.connections, users=bench_users,
+                                  progress=step)
         results |= throughput.summarize(runs)
         raw["throughput_runs"] = throughput.raw(runs)
 

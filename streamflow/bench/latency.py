@@ -1,5 +1,6 @@
-"""In-process /predict latency on the cache-miss path (feature lookup + model), and how it moves
-when the online store holds 1M users instead of 1k.
+"""In-process /predict latency on the cache-miss path (feature lookup + model), how it moves
+when the online store holds 1M users instead of 1k, and what the compiled model runtime buys
+(the same small store served with `model_runtime=sklearn`).
 
 The 1M-user store: materializing a million users takes ~11 minutes here (Feast converts every
 value to a protobuf in Python), longer than the whole benchmark may run. So a 1k-user store is
@@ -121,23 +122,29 @@ def random_users(n_users: int, count: int, seed: int) -> list[str]:
 
 
 def measure(small: Settings, large: Settings, lookups: int, rounds: int, seed: int) -> dict[str, float]:
-    """p50/p99 of the miss path on the small store, and the large/small p50 ratio (interleaved)."""
+    """p50/p99 of the miss path on the small store, the large/small p50 ratio, and the small store
+    with scikit-learn serving the model (all interleaved)."""
     # the model's OpenMP threads as `python -m api` sets them (STREAMFLOW_MODEL_THREADS)
     with threadpool_limits(limits=small.model_threads):
         return _measure(small, large, lookups, rounds, seed)
 
 
 def _measure(small: Settings, large: Settings, lookups: int, rounds: int, seed: int) -> dict[str, float]:
-    states = {"small": serving_state(small), "large": serving_state(large)}
-    sizes = {"small": small.n_users, "large": large.n_users}
+    states = {"small": serving_state(small), "large": serving_state(large),
+              "sklearn": serving_state(small.model_copy(update={"model_runtime": "sklearn"}))}
+    sizes = {"small": small.n_users, "large": large.n_users, "sklearn": small.n_users}
     for name, state in states.items():  # warm-up: first reads open files and fill page caches
         predict_latencies_ms(state, random_users(sizes[name], 200, seed))
-    samples: dict[str, list[float]] = {"small": [], "large": []}
+    samples: dict[str, list[float]] = {name: [] for name in states}
     per_round = max(lookups // rounds, 1)
     for round_index in range(rounds):
-        for name in ("small", "large") if round_index % 2 == 0 else ("large", "small"):
-            samples[name] += predict_latencies_ms(states[name], random_users(sizes[name], per_round, seed + round_index))
+        order = list(states) if round_index % 2 == 0 else list(reversed(states))
+        for name in order:
+            users = random_users(sizes[name], per_round, seed + round_index)
+            samples[name] += predict_latencies_ms(states[name], users)
     return {
+        "inprocess_predict_p50_ms_sklearn": statistics.median(samples["sklearn"]),
+        "inprocess_predict_p99_ms_sklearn": percentile(samples["sklearn"], 99),
         "inprocess_predict_p50_ms": statistics.median(samples["small"]),
         "inprocess_predict_p99_ms": percentile(samples["small"], 99),
         "inprocess_predict_p50_ms_large_store": statistics.median(samples["large"]),

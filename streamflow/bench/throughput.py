@@ -2,13 +2,26 @@
 
 Servers, all started once and measured in interleaved rounds (the order rotates each round):
   api             the API as deployed (metrics middleware on, prediction cache on), 1 worker
-  api-no-metrics  the same with STREAMFLOW_METRICS_ENABLED=false (no request middleware)
   api-no-cache    the same with STREAMFLOW_PREDICTION_CACHE_SIZE=0: every request reads the store
   bare            a FastAPI endpoint validating the same body and returning a constant
   api-2w, bare-2w the API and the bare app with two uvicorn workers
 One-worker servers are pinned to one core and wrk to the other, so the server has a core of its
 own; two-worker servers and their wrk share both cores (all this machine has). Ratios are taken
 per round, then the median over rounds.
+
+The metrics' cost is a few per cent, below what those rounds resolve here: on this shared VM one
+run's throughput moves by ±15 % from one second to the next, and two identical API processes
+differ by 1-3 % for as long as they live (measured; fixing the hash seed and turning off address
+randomization did not remove it). So `measure_overhead` compares the API with and without its
+middleware *at the same moment*: two servers pinned to the same core, each loaded by its own wrk
+at once, so whatever slows the core slows both and the scheduler gives each half of it; and it
+does so for every pair of several processes per variant, so no one process's bias decides. The
+same pairing between processes of one variant (A/A) shows what the method resolves.
+
+One more bias, measured and not explained: the first API process a run starts serves 2-4 % fewer
+requests per CPU-second than identical processes started after it, for its whole life (also with
+a process started and stopped before it, so not a cold page cache). Both measurements therefore
+start one API process first that is never measured, and every measured process comes after it.
 """
 
 from __future__ import annotations
@@ -29,6 +42,11 @@ SERVER_CPUS, LOAD_CPUS = {1}, {0}
 WARM_UP_SECONDS = 5  # measured: with 3 s the first round still ran ~20 % slow for every server
 
 
+def _take_the_first_slot(stack: ExitStack, data_env: dict[str, str]) -> None:
+    """Start an API process that is never measured (see the module docstring)."""
+    stack.enter_context(running_api({**data_env, "STREAMFLOW_LOG_LEVEL": "WARNING"}, cpus=SERVER_CPUS))
+
+
 @dataclass(frozen=True)
 class Server:
     name: str
@@ -39,7 +57,6 @@ class Server:
 
 SERVERS = (
     Server("api"),
-    Server("api-no-metrics", env=(("STREAMFLOW_METRICS_ENABLED", "false"),)),
     Server("api-no-cache", env=(("STREAMFLOW_PREDICTION_CACHE_SIZE", "0"),)),
     Server("bare", bare=True),
     Server("api-2w", workers=2),
@@ -57,16 +74,25 @@ class WrkRun:
 
 def wrk(url: str, seconds: float, connections: int, users: int, cpus: set[int] | None) -> WrkRun:
     """One wrk run of POST /predict cycling through `users` known user ids."""
-    command = [str(debian_binary("wrk", "wrk")), "-t1", f"-c{connections}", f"-d{seconds:g}s",
-               "-s", str(LUA_SCRIPT), url]
+    return wrk_together([url], seconds, connections, users, cpus)[0]
+
+
+def wrk_together(urls: list[str], seconds: float, connections: int, users: int,
+                 cpus: set[int] | None) -> list[WrkRun]:
+    """One wrk process per URL, all running at the same time; their results in URL order."""
+    command = [str(debian_binary("wrk", "wrk")), "-t1", f"-c{connections}", f"-d{seconds:g}s", "-s", str(LUA_SCRIPT)]
     if cpus:
         command = ["taskset", "-c", ",".join(map(str, sorted(cpus))), *command]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60, check=False,
-                            env={"BENCH_USERS": str(users), "PATH": "/usr/bin:/bin"})
-    lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
-    if result.returncode != 0 or not lines:
-        raise RuntimeError(f"wrk failed ({result.returncode}) against {url}: "
-                           f"{(result.stderr or result.stdout).strip()[-500:]}")
+    processes = [subprocess.Popen([*command, url], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                  env={"BENCH_USERS": str(users), "PATH": "/usr/bin:/bin"}) for url in urls]
+    outputs = [process.communicate(timeout=seconds + 60) for process in processes]
+    return [_parsed(url, process.returncode, *output) for url, process, output in zip(urls, processes, outputs, strict=True)]
+
+
+def _parsed(url: str, returncode: int, stdout: str, stderr: str) -> WrkRun:
+    lines = [line for line in stdout.splitlines() if line.startswith("{")]
+    if returncode != 0 or not lines:
+        raise RuntimeError(f"wrk failed ({returncode}) against {url}: {(stderr or stdout).strip()[-500:]}")
     raw = json.loads(lines[-1])
     return WrkRun(
         requests_per_second=raw["requests"] / (raw["duration_us"] / 1e6),
@@ -87,6 +113,7 @@ def measure(data_env: dict[str, str], rounds: int, seconds: float, connections: 
             progress=print) -> dict[str, list[WrkRun]]:
     runs: dict[str, list[WrkRun]] = {s.name: [] for s in SERVERS}
     with ExitStack() as stack:
+        _take_the_first_slot(stack, data_env)
         urls = {}
         for server in SERVERS:
             port = free_port()
@@ -109,6 +136,74 @@ def measure(data_env: dict[str, str], rounds: int, seconds: float, connections: 
     return runs
 
 
+@dataclass(frozen=True)
+class PairedRun:
+    """Two servers loaded at the same moment on the same core."""
+
+    first: str
+    second: str
+    first_rps: float
+    second_rps: float
+
+    @property
+    def ratio(self) -> float:
+        return self.first_rps / self.second_rps
+
+
+METRICS_ON, METRICS_OFF = "metrics", "no-metrics"
+
+
+def measure_overhead(data_env: dict[str, str], instances: int, sweeps: int, seconds: float, connections: int,
+                     users: int, progress=print) -> list[PairedRun]:
+    """Every with-middleware process against every process without it, and the processes of each
+    variant against each other (A/A), `sweeps` times over; see the module docstring."""
+    variants = {METRICS_ON: {}, METRICS_OFF: {"STREAMFLOW_METRICS_ENABLED": "false"}}
+    pairs: list[PairedRun] = []
+    with ExitStack() as stack:
+        _take_the_first_slot(stack, data_env)
+        servers: dict[str, str] = {}
+        for index in range(instances):  # started alternately: neither variant is all early or all late
+            for variant, env in variants.items():
+                name = f"{variant}-{index + 1}"
+                api = stack.enter_context(running_api(
+                    {**data_env, **env, "STREAMFLOW_LOG_LEVEL": "WARNING"}, cpus=SERVER_CPUS))
+                servers[name] = api.base_url
+                progress(f"started {name}")
+        for url in servers.values():  # one at a time: each fills its prediction cache at full speed
+            wrk(url, WARM_UP_SECONDS, connections, users, LOAD_CPUS)
+        names = list(servers)
+        on = [n for n in names if _variant(n) == METRICS_ON]
+        off = [n for n in names if _variant(n) == METRICS_OFF]
+        same = [(a, b) for group in (on, off) for i, a in enumerate(group) for b in group[i + 1:]]
+        for sweep in range(sweeps):
+            for first, second in [(a, b) for a in on for b in off] + same:
+                runs = wrk_together([servers[first], servers[second]], seconds, connections, users, LOAD_CPUS)
+                if any(run.failures for run in runs):
+                    raise RuntimeError(f"requests failed while measuring {first} against {second}")
+                pair = PairedRun(first, second, runs[0].requests_per_second, runs[1].requests_per_second)
+                pairs.append(pair)
+                progress(f"sweep {sweep + 1}/{sweeps} {first} {pair.first_rps:,.0f} req/s vs {second} "
+                         f"{pair.second_rps:,.0f} req/s: {pair.ratio:.3f}")
+    return pairs
+
+
+def _variant(server_name: str) -> str:
+    return server_name.rsplit("-", 1)[0]  # "no-metrics-2" -> "no-metrics"
+
+
+def summarize_overhead(pairs: list[PairedRun]) -> dict[str, float]:
+    with_without = [p.ratio for p in pairs if (_variant(p.first), _variant(p.second)) == (METRICS_ON, METRICS_OFF)]
+    # an A/A ratio and its inverse are equally likely: the spread is how far either strays from 1
+    same = [max(p.ratio, 1 / p.ratio) for p in pairs if _variant(p.first) == _variant(p.second)]
+    return {
+        "metrics_overhead_ratio": statistics.median(with_without),
+        "metrics_overhead_ratio_min": min(with_without),
+        "metrics_overhead_ratio_max": max(with_without),
+        "aa_ratio_median_deviation": statistics.median(same) - 1,
+        "metrics_overhead_pairs": float(len(with_without)),
+    }
+
+
 def _ratio(runs: dict[str, list[WrkRun]], a: str, b: str) -> float:
     return statistics.median(x.requests_per_second / y.requests_per_second for x, y in zip(runs[a], runs[b], strict=True))
 
@@ -122,7 +217,6 @@ def summarize(runs: dict[str, list[WrkRun]]) -> dict[str, float]:
     if failures:
         raise RuntimeError(f"requests failed during the benchmark (a failing server measures nothing): {failures}")
     results = {
-        "metrics_overhead_ratio": _ratio(runs, "api", "api-no-metrics"),
         "predict_vs_bare_ratio": _ratio(runs, "api", "bare"),
         "predict_p99_ms": _median(runs["api"], "p99_ms"),
         "bare_p99_ms": _median(runs["bare"], "p99_ms"),
@@ -139,3 +233,7 @@ def summarize(runs: dict[str, list[WrkRun]]) -> dict[str, float]:
 
 def raw(runs: dict[str, list[WrkRun]]) -> dict[str, list[dict]]:
     return {name: [asdict(r) for r in rs] for name, rs in runs.items()}
+
+
+def raw_pairs(pairs: list[PairedRun]) -> list[dict]:
+    return [asdict(p) for p in pairs]

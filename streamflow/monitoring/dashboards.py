@@ -129,8 +129,10 @@ def api_dashboard() -> model.Dashboard:
                           _query(error_ratio)).thresholds(_thresholds((None, "green"), (0.05, "red"))))
         .with_panel(_stat("Ready pods", "Pods whose model is verified and whose online store answers (api_ready).",
                           "none", _query(f"sum(api_ready{{{api}}})")))
-        .with_panel(_stat("Model version", "The model each pod serves (api_model_info).", "none",
-                          _query(f"max by (version) (api_model_info{{{api}}})", "{{version}}", instant=True))
+        .with_panel(_stat("Model version", "The model each pod serves and its runtime (api_model_info): "
+                          "sklearn instead of treelite means the compiled trees were refused (API log).", "none",
+                          _query(f"max by (version, runtime) (api_model_info{{{api}}})", "{{version}} ({{runtime}})",
+                                 instant=True))
                     .text_mode(common.BigValueTextMode.NAME))
         .with_row(builder.Row("Traffic"))
         .with_panel(_timeseries("Requests per second by route and status", "rate(api_requests_total), every route.",
