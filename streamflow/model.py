@@ -32,6 +32,7 @@ from typing import Any
 import joblib
 import numpy as np
 import sqlalchemy as sa
+import treelite
 from sqlalchemy.exc import SQLAlchemyError
 
 from streamflow.db import make_engine
@@ -88,8 +89,6 @@ class ChurnModel:
 
 
 def _compiled_probability(compiled: Any, rows: np.ndarray, threads: int) -> np.ndarray:
-    import treelite.gtil
-
     # (rows, targets, classes) = (n, 1, 1) for a binary classifier: the positive class, after the
     # model's sigmoid
     return treelite.gtil.predict(compiled, np.ascontiguousarray(rows, dtype=np.float64), nthread=threads)[:, 0, 0]
@@ -98,8 +97,6 @@ def _compiled_probability(compiled: Any, rows: np.ndarray, threads: int) -> np.n
 def compile_trees(estimator: Any, threads: int = 1) -> tuple[Any, str]:
     """The estimator's trees as a Treelite model, verified against the estimator; (None, reason)
     when it cannot be converted or the conversion disagrees."""
-    import treelite
-
     try:
         with warnings.catch_warnings():
             # Treelite casts scikit-learn's category list to ints; the list ends in NaN when the

@@ -86,7 +86,8 @@ def wrk_together(urls: list[str], seconds: float, connections: int, users: int,
     processes = [subprocess.Popen([*command, url], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                   env={"BENCH_USERS": str(users), "PATH": "/usr/bin:/bin"}) for url in urls]
     outputs = [process.communicate(timeout=seconds + 60) for process in processes]
-    return [_parsed(url, process.returncode, *output) for url, process, output in zip(urls, processes, outputs, strict=True)]
+    return [_parsed(url, process.returncode, *output)
+            for url, process, output in zip(urls, processes, outputs, strict=True)]
 
 
 def _parsed(url: str, returncode: int, stdout: str, stderr: str) -> WrkRun:
@@ -144,6 +145,7 @@ class PairedRun:
     second: str
     first_rps: float
     second_rps: float
+    same_variant: bool  # an A/A pair
 
     @property
     def ratio(self) -> float:
@@ -162,39 +164,36 @@ def measure_overhead(data_env: dict[str, str], instances: int, sweeps: int, seco
     with ExitStack() as stack:
         _take_the_first_slot(stack, data_env)
         servers: dict[str, str] = {}
+        names_of: dict[str, list[str]] = {variant: [] for variant in variants}
         for index in range(instances):  # started alternately: neither variant is all early or all late
             for variant, env in variants.items():
                 name = f"{variant}-{index + 1}"
                 api = stack.enter_context(running_api(
                     {**data_env, **env, "STREAMFLOW_LOG_LEVEL": "WARNING"}, cpus=SERVER_CPUS))
                 servers[name] = api.base_url
+                names_of[variant].append(name)
                 progress(f"started {name}")
         for url in servers.values():  # one at a time: each fills its prediction cache at full speed
             wrk(url, WARM_UP_SECONDS, connections, users, LOAD_CPUS)
-        names = list(servers)
-        on = [n for n in names if _variant(n) == METRICS_ON]
-        off = [n for n in names if _variant(n) == METRICS_OFF]
-        same = [(a, b) for group in (on, off) for i, a in enumerate(group) for b in group[i + 1:]]
+        with_without = [(a, b, False) for a in names_of[METRICS_ON] for b in names_of[METRICS_OFF]]
+        same = [(a, b, True) for group in names_of.values() for i, a in enumerate(group) for b in group[i + 1:]]
         for sweep in range(sweeps):
-            for first, second in [(a, b) for a in on for b in off] + same:
+            for first, second, same_variant in with_without + same:
                 runs = wrk_together([servers[first], servers[second]], seconds, connections, users, LOAD_CPUS)
                 if any(run.failures for run in runs):
                     raise RuntimeError(f"requests failed while measuring {first} against {second}")
-                pair = PairedRun(first, second, runs[0].requests_per_second, runs[1].requests_per_second)
+                pair = PairedRun(first, second, runs[0].requests_per_second, runs[1].requests_per_second,
+                                 same_variant)
                 pairs.append(pair)
                 progress(f"sweep {sweep + 1}/{sweeps} {first} {pair.first_rps:,.0f} req/s vs {second} "
                          f"{pair.second_rps:,.0f} req/s: {pair.ratio:.3f}")
     return pairs
 
 
-def _variant(server_name: str) -> str:
-    return server_name.rsplit("-", 1)[0]  # "no-metrics-2" -> "no-metrics"
-
-
 def summarize_overhead(pairs: list[PairedRun]) -> dict[str, float]:
-    with_without = [p.ratio for p in pairs if (_variant(p.first), _variant(p.second)) == (METRICS_ON, METRICS_OFF)]
+    with_without = [p.ratio for p in pairs if not p.same_variant]  # always with metrics ÷ without
     # an A/A ratio and its inverse are equally likely: the spread is how far either strays from 1
-    same = [max(p.ratio, 1 / p.ratio) for p in pairs if _variant(p.first) == _variant(p.second)]
+    same = [max(p.ratio, 1 / p.ratio) for p in pairs if p.same_variant]
     return {
         "metrics_overhead_ratio": statistics.median(with_without),
         "metrics_overhead_ratio_min": min(with_without),
