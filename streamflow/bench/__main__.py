@@ -34,8 +34,8 @@ def _label(n_users: int) -> str:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m streamflow.bench", description=__doc__.split("\n")[0])
     parser.add_argument("--only", default=",".join(PARTS), help=f"comma-separated subset of {','.join(PARTS)}")
-    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds per throughput server (median)")
-    parser.add_argument("--seconds", type=float, default=6.0, help="wrk duration per round")
+    parser.add_argument("--rounds", type=int, default=4, help="interleaved rounds per throughput server (median)")
+    parser.add_argument("--seconds", type=float, default=5.0, help="wrk duration per round")
     parser.add_argument("--connections", type=int, default=16, help="wrk connections")
     parser.add_argument("--overhead-instances", type=int, default=4,
                         help="API processes per variant (with / without metrics) for the paired overhead runs")
@@ -78,7 +78,8 @@ def main(argv: list[str] | None = None) -> int:
             sample = args.sample_rows if n_users == max(args.drift_users) else None
             results |= drift.measure(data, label, sample_rows=sample)
             step(f"drift {label}: {results[f'drift_seconds_{label}']:.1f} s, peak RSS "
-                 f"{results[f'drift_peak_rss_mb_{label}']:.0f} MB, {results[f'drift_vs_scipy_ratio_{label}']:.1f}x scipy")
+                 f"{results[f'drift_peak_rss_mb_{label}']:.0f} MB, "
+                 f"{results[f'drift_vs_scipy_ratio_{label}']:.1f}x scipy")
 
     if "latency" in parts:
         from streamflow.bench import latency
@@ -87,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         step(f"latency: online stores of {small_users:,} and {large_users:,} users (built once, then reused)")
         small = latency.bootstrapped(bench_dir / f"store-{_label(small_users)}", small_users, settings.seed)
         large = latency.grown_copy(small, bench_dir / f"store-{_label(large_users)}", large_users, progress=step)
-        results |= latency.measure(small, large, args.lookups, rounds=4, seed=settings.seed)
+        results |= latency.measure(small, large, args.lookups, seed=settings.seed)
         step(f"latency: p50 {results['inprocess_predict_p50_ms']:.2f} ms, x{results['latency_vs_users_ratio']:.2f} "
              f"with {large_users:,} users")
 

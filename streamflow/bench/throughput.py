@@ -204,7 +204,8 @@ def summarize_overhead(pairs: list[PairedRun]) -> dict[str, float]:
 
 
 def _ratio(runs: dict[str, list[WrkRun]], a: str, b: str) -> float:
-    return statistics.median(x.requests_per_second / y.requests_per_second for x, y in zip(runs[a], runs[b], strict=True))
+    pairs = zip(runs[a], runs[b], strict=True)
+    return statistics.median(x.requests_per_second / y.requests_per_second for x, y in pairs)
 
 
 def _median(runs: list[WrkRun], field: str) -> float:
