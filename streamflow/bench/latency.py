@@ -140,9 +140,11 @@ def resident_share(path: Path) -> float | None:
     fincore = shutil.which("fincore")
     if fincore is None:
         return None
-    out = subprocess.run([fincore, "--bytes", "--noheadings", "--raw", "--output", "RES", str(path)],
-                         capture_output=True, text=True, check=True).stdout
-    return int(out.split()[0]) / max(path.stat().st_size, 1)
+    result = subprocess.run([fincore, "--bytes", "--noheadings", "--raw", "--output", "RES", str(path)],
+                            capture_output=True, text=True)
+    if result.returncode != 0 or not result.stdout.strip():  # e.g. a file system without mincore
+        return None
+    return int(result.stdout.split()[0]) / max(path.stat().st_size, 1)
 
 
 def read_through(path: Path) -> None:
