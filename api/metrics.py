@@ -45,6 +45,7 @@ from prometheus_client.utils import floatToGoString
 # A millisecond API: most requests land between 0.5 ms and 25 ms; the tail up to seconds.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 LOOKUP_BUCKETS = (0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5)
+_BUCKET_LABELS = (*map(floatToGoString, LATENCY_BUCKETS), "+Inf")  # the `le` values, as prometheus_client writes them
 UNMATCHED_ROUTE = "unmatched"  # one label value for every path no route matched (404 scans)
 
 # The two request metrics users' PromQL depends on: (name, help, labels)
@@ -116,10 +117,9 @@ class InProcessRequestMetrics(Collector):
         if not empty:
             for labels, series in list(self._series.items()):
                 requests.add_metric(labels, float(series.count), created=series.created)
-            bounds = [*map(floatToGoString, LATENCY_BUCKETS), "+Inf"]
             for labels, route in list(self._latency.items()):
                 cumulative, running = [], 0
-                for bound, count in zip(bounds, route.buckets, strict=True):
+                for bound, count in zip(_BUCKET_LABELS, route.buckets, strict=True):
                     running += count
                     cumulative.append((bound, float(running)))
                 latency.add_metric(labels, cumulative, route.sum)

@@ -29,6 +29,7 @@ from api.metrics import ApiMetrics
 from api.serving import ServingState
 from jobs import bootstrap
 from jobs.datagen import user_id
+from streamflow.feature_repo import online_store_path
 from streamflow.features import ENTITY_KEY, FEATURE_GROUPS
 from streamflow.settings import Settings
 
@@ -58,9 +59,17 @@ def grown_copy(base: Settings, data_dir: Path, n_users: int, progress=print) -> 
 
     store = open_store(settings)
     # the copied registry points at the base's Parquet files: fine, only the online store is read
-    _grow(settings.feast_dir / "online_store.db", store.config, base.feast_project, base.n_users, n_users, progress)
+    _grow(store_file(settings), store.config, base.feast_project, base.n_users, n_users, progress)
     marker.touch()
     return settings
+
+
+def store_file(settings: Settings) -> Path:
+    """The bench store's SQLite file (bench stores are always the local profile)."""
+    path = online_store_path(settings)
+    if path is None:
+        raise RuntimeError(f"the latency bench needs the local Feast profile, not {settings.feast_profile!r}")
+    return path
 
 
 def _grow(db_path: Path, config, project: str, have: int, want: int, progress) -> None:
@@ -172,14 +181,14 @@ def _measure(small: Settings, large: Settings, lookups: int, seed: int) -> dict[
     states = {"small": serving_state(small), "large": serving_state(large),
               "sklearn": serving_state(small.model_copy(update={"model_runtime": "sklearn"}))}
     sizes = {"small": small.n_users, "large": large.n_users, "sklearn": small.n_users}
-    large_file = large.feast_dir / "online_store.db"
+    large_file = store_file(large)
     # This VM reclaims page-cache pages it deems cold even with memory free (a 2.5 GB store fell
-    # from 100 % to 85 % resident within minutes), and a lookup that reads from disk costs several
+    # from 100 % to 88 % resident within minutes), and a lookup that reads from disk costs several
     # times one that does not. The ratio is about the store's size, not the disk: both stores are
     # read into the page cache first, the share still resident afterwards is reported, and the
     # cold store is measured on its own below.
     for settings in (small, large):
-        read_through(settings.feast_dir / "online_store.db")
+        read_through(store_file(settings))
     for name, state in states.items():  # warm-up: first reads open connections and fill SQLite's cache
         predict_latencies_ms(state, random_users(sizes[name], 200, seed))
     # Pairs interleaved call by call: whatever slows this shared machine for a moment slows both

@@ -30,6 +30,7 @@ import json
 import statistics
 import subprocess
 import sys
+from collections.abc import Mapping
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -42,9 +43,14 @@ SERVER_CPUS, LOAD_CPUS = {1}, {0}
 WARM_UP_SECONDS = 5  # measured: with 3 s the first round still ran ~20 % slow for every server
 
 
+def _server_env(data_env: dict[str, str], settings: Mapping[str, str] | None = None) -> dict[str, str]:
+    """A measured server's environment: the data set, its variant's settings, quiet logs."""
+    return {**data_env, **(settings or {}), "STREAMFLOW_LOG_LEVEL": "WARNING"}
+
+
 def _take_the_first_slot(stack: ExitStack, data_env: dict[str, str]) -> None:
     """Start an API process that is never measured (see the module docstring)."""
-    stack.enter_context(running_api({**data_env, "STREAMFLOW_LOG_LEVEL": "WARNING"}, cpus=SERVER_CPUS))
+    stack.enter_context(running_api(_server_env(data_env), cpus=SERVER_CPUS))
 
 
 @dataclass(frozen=True)
@@ -120,7 +126,7 @@ def measure(data_env: dict[str, str], rounds: int, seconds: float, connections: 
             port = free_port()
             pinned = server.workers == 1
             api = stack.enter_context(running_api(
-                {**data_env, **dict(server.env), "STREAMFLOW_LOG_LEVEL": "WARNING"}, workers=server.workers,
+                _server_env(data_env, dict(server.env)), workers=server.workers,
                 port=port, command=_command(server, port), cpus=SERVER_CPUS if pinned else None))
             urls[server.name] = (api.base_url, LOAD_CPUS if pinned else None)
             progress(f"started {server.name} ({server.workers} worker{'s' if server.workers > 1 else ''})")
@@ -168,8 +174,7 @@ def measure_overhead(data_env: dict[str, str], instances: int, sweeps: int, seco
         for index in range(instances):  # started alternately: neither variant is all early or all late
             for variant, env in variants.items():
                 name = f"{variant}-{index + 1}"
-                api = stack.enter_context(running_api(
-                    {**data_env, **env, "STREAMFLOW_LOG_LEVEL": "WARNING"}, cpus=SERVER_CPUS))
+                api = stack.enter_context(running_api(_server_env(data_env, env), cpus=SERVER_CPUS))
                 servers[name] = api.base_url
                 names_of[variant].append(name)
                 progress(f"started {name}")
