@@ -48,6 +48,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="also run the largest drift size sampled to this many users (accuracy cost)")
     parser.add_argument("--out", type=Path, default=Path("reports/bench.json"))
     args = parser.parse_args(argv)
+    if args.overhead_instances < 2:  # the A/A pairs, the method's noise floor, need two per variant
+        parser.error("--overhead-instances must be at least 2")
     unknown = set(args.only.split(",")) - set(PARTS)
     if unknown:
         parser.error(f"unknown part(s) {sorted(unknown)}; choose from {PARTS}")
