@@ -20,9 +20,7 @@ FROM ${PYTHON_IMAGE} AS runtime
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
-    HOME=/tmp \
-    FEAST_USAGE=False \
-    DO_NOT_TRACK=1
+    HOME=/tmp
 RUN groupadd --system --gid 10001 streamflow \
  && useradd --system --uid 10001 --gid 10001 --home-dir /nonexistent --shell /usr/sbin/nologin streamflow
 COPY --from=build /opt/venv /opt/venv

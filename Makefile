@@ -8,9 +8,6 @@ TOOLS_DIR   := $(HOME)/.cache/streamflow/uv-$(UV_VERSION)
 UV          := $(TOOLS_DIR)/bin/uv
 VENV        := .venv
 PY          := $(VENV)/bin/python
-# Telemetry off: Feast and Evidently phone home by default.
-export FEAST_USAGE := False
-export DO_NOT_TRACK := 1
 # The chart tests build their own tools with it (tests/support/tools.py)
 export UV_BIN := $(UV)
 
@@ -31,9 +28,9 @@ demo: venv ## Whole flow on the embedded default: data, Feast, model, 2 drift ru
 	$(PY) -m jobs.bootstrap && touch $(BOOTSTRAPPED)
 	$(PY) -m jobs.drift --reference 2024-01-31 --current 2024-02-29
 	$(PY) -m jobs.drift --reference 2024-02-29 --current 2024-03-31
-	$(PY) -m jobs.demo
+	$(PY) -m tools.demo
 
-test: venv ## Run the test suite (starts its own PostgreSQL and uvicorn servers)
+test: venv lint ## Run the test suite: lint, then every tier (starts its own PostgreSQL, uvicorn, Prometheus, kube-apiserver)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 ##@ Pieces
@@ -41,7 +38,7 @@ serve: venv $(BOOTSTRAPPED) ## Run the API in the foreground on 127.0.0.1:8000
 	STREAMFLOW_API_HOST=127.0.0.1 STREAMFLOW_API_PORT=8000 $(PY) -m api
 
 soak: venv $(BOOTSTRAPPED) ## Soak the real API: SOAK_SECONDS (300) of bounded /predict load (SOAK_CONCURRENCY 4); errors, RSS, fds, metrics -> reports/soak.json
-	$(PY) -m api.soak --seconds $(SOAK_SECONDS) --concurrency $(SOAK_CONCURRENCY) --report reports/soak.json
+	$(PY) -m tools.soak --seconds $(SOAK_SECONDS) --concurrency $(SOAK_CONCURRENCY) --report reports/soak.json
 
 bootstrap: venv ## Demo data + feast apply + materialize + train (idempotent; FORCE=1 redoes all)
 	$(PY) -m jobs.bootstrap $(if $(FORCE),--force) && touch $(BOOTSTRAPPED)
@@ -53,28 +50,28 @@ train: venv ## Retrain the model on the oldest snapshot
 	$(PY) -m jobs.train
 
 observe: venv $(BOOTSTRAPPED) ## Real Prometheus + Pushgateway + API + drift job here; prints each dashboard panel's value (UI on 127.0.0.1:9090)
-	$(PY) -m streamflow.monitoring.observe
+	$(PY) -m tools.monitoring.observe
 
 bench: venv $(BOOTSTRAPPED) ## Benchmarks (~10 min; not part of make test): metrics cost, /predict vs bare FastAPI, drift at 100k/1M users -> reports/bench.json
-	$(PY) -m streamflow.bench $(BENCH_ARGS)
+	$(PY) -m tools.bench $(BENCH_ARGS)
 
-dashboards: venv ## Regenerate charts/streamflow/dashboards/*.json from streamflow/monitoring/dashboards.py
-	$(PY) -m streamflow.monitoring.dashboards
+dashboards: venv ## Regenerate charts/streamflow/dashboards/*.json from tools/monitoring/dashboards.py
+	$(PY) -m tools.monitoring.dashboards
 
 status-local: ## Show the embedded default's drift status (the local ConfigMap file)
 	@cat $(DATA_DIR)/status/streamflow-drift-status.json 2>/dev/null || echo "no drift status yet: run make drift"
 
 ##@ Kubernetes: kind or minikube (needs docker, kubectl, helm, and kind or minikube)
+# KPS_VERSION, KIND_NODE_IMAGE, MINIKUBE_KUBERNETES_VERSION, ... (one place for every version)
+include k8s/versions.env
 CLUSTER       ?= kind
 CLUSTER_NAME  ?= streamflow
 NAMESPACE     ?= streamflow
 RELEASE       ?= streamflow
 KPS_RELEASE   ?= kps
 KPS_NAMESPACE ?= monitoring
-KPS_VERSION   := 86.0.0
 KPS_REPO      := https://prometheus-community.github.io/helm-charts
 KPS_CHART_DIR := .build/kube-prometheus-stack-$(KPS_VERSION)
-K8S_VERSION   := v1.33.1
 VERSION       := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 IMAGES        := streamflow-api:$(VERSION) streamflow-jobs:$(VERSION)
 # the chart's resource prefix: the release name, or <release>-streamflow (charts/streamflow/templates/_helpers.tpl)
@@ -86,10 +83,10 @@ RUNBOOK_URL   ?= $(if $(REPO_WEB_URL),$(REPO_WEB_URL)/blob/main/docs/runbooks.md
 KUBECTL       ?= kubectl
 HELM          ?= helm
 
-cluster: ## Create the local cluster, Kubernetes 1.33 (CLUSTER=kind|minikube)
+cluster: ## Create the local cluster at the Kubernetes version of k8s/versions.env (CLUSTER=kind|minikube)
 	case "$(CLUSTER)" in \
-	  kind) kind get clusters 2>/dev/null | grep -qx '$(CLUSTER_NAME)' || kind create cluster --name $(CLUSTER_NAME) --config k8s/kind-config.yaml ;; \
-	  minikube) minikube -p $(CLUSTER_NAME) status >/dev/null 2>&1 || minikube start -p $(CLUSTER_NAME) --kubernetes-version=$(K8S_VERSION) --cpus=2 --memory=6g --cni=calico ;; \
+	  kind) kind get clusters 2>/dev/null | grep -qx '$(CLUSTER_NAME)' || kind create cluster --name $(CLUSTER_NAME) --config k8s/kind-config.yaml --image $(KIND_NODE_IMAGE) ;; \
+	  minikube) minikube -p $(CLUSTER_NAME) status >/dev/null 2>&1 || minikube start -p $(CLUSTER_NAME) --kubernetes-version=$(MINIKUBE_KUBERNETES_VERSION) --cpus=2 --memory=6g --cni=calico ;; \
 	  *) echo "CLUSTER must be kind or minikube, not '$(CLUSTER)'" >&2; exit 2 ;; \
 	esac
 
@@ -140,7 +137,7 @@ status: ## Last drift decision (ConfigMap annotations), recent drift jobs and th
 traffic: venv ## Send N (default 500) bounded /predict requests to the in-cluster API through a port-forward
 	$(KUBECTL) -n $(NAMESPACE) port-forward service/$(FULLNAME)-api 18000:8000 >/dev/null & forward=$$!; \
 	trap "kill $$forward" EXIT; \
-	$(PY) -m api.traffic --url http://127.0.0.1:18000 --requests $(N) --wait-seconds 30
+	$(PY) -m tools.traffic --url http://127.0.0.1:18000 --requests $(N) --wait-seconds 30
 
 grafana: ## Port-forward Grafana to 127.0.0.1:3000 (user admin; password in Secret grafana-admin)
 	@echo "Grafana on http://127.0.0.1:3000 - password: $(KUBECTL) -n $(KPS_NAMESPACE) get secret grafana-admin -o jsonpath='{.data.admin-password}' | base64 -d"
@@ -157,6 +154,22 @@ down: ## Delete the local cluster (CLUSTER=kind|minikube)
 	esac
 
 ##@ Development
+test-unit: venv ## The fast tier: seconds, no root, no apt, no Go builds, no servers but loopback ones in process
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+lint: venv ## ruff (lint + format), mypy, and the import contracts of the layers (import-linter)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports --no-logo
+	$(VENV)/bin/mypy
+
+verify: lint ## lint, and every generated file equal to what its generator writes now
+	$(PY) -m tools.monitoring.dashboards --check
+
+format: venv ## Apply ruff's fixes and formatting
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
 venv: $(VENV)/.synced ## Create .venv from the hashed lock (uv pip sync)
 
 lock: $(UV) ## Re-resolve pinned dependencies into the hashed lock files
@@ -179,5 +192,5 @@ $(BOOTSTRAPPED):
 	$(PY) -m jobs.bootstrap
 	touch $@
 
-.PHONY: help demo test serve soak bootstrap drift train bench observe dashboards status-local venv lock clean \
+.PHONY: help demo test test-unit lint verify format serve soak bootstrap drift train bench observe dashboards status-local venv lock clean \
 	cluster monitoring images deploy drift-now status traffic grafana prometheus down

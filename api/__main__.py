@@ -35,8 +35,13 @@ def main() -> None:
             shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(multiproc_dir)
     uvicorn.run(
-        "api.main:create_app", factory=True, host=settings.api_host, port=settings.api_port,
-        workers=settings.api_workers, log_config=None, access_log=False,
+        "api.main:create_app",
+        factory=True,
+        host=settings.api_host,
+        port=settings.api_port,
+        workers=settings.api_workers,
+        log_config=None,
+        access_log=False,
         timeout_graceful_shutdown=10,
     )
 

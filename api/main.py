@@ -56,15 +56,25 @@ def create_app(settings: Settings | None = None, registry: CollectorRegistry | N
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         # FastAPI turns a JSON body that json.loads cannot even decode (not UTF-8, or nested
         # deeper than the recursion limit) into an undocumented 400; only JSONDecodeError becomes
-        # a 422. Found by the fuzzer (tests/test_api_fuzz.py): a malformed body is 422 here, the
+        # a 422. Found by the fuzzer (tests/integration/test_api_fuzz.py): a malformed body is 422 here, the
         # same answer as for any other unparseable JSON.
         cause = exc.__cause__
         if exc.status_code == 400 and isinstance(cause, UnicodeDecodeError | RecursionError):
             reason = "body is not UTF-8 text" if isinstance(cause, UnicodeDecodeError) else "JSON nested too deeply"
-            return await request_validation_exception_handler(request, RequestValidationError([
-                {"type": "json_invalid", "loc": ("body",), "msg": "JSON decode error", "input": {},
-                 "ctx": {"error": reason}},
-            ]))
+            return await request_validation_exception_handler(
+                request,
+                RequestValidationError(
+                    [
+                        {
+                            "type": "json_invalid",
+                            "loc": ("body",),
+                            "msg": "JSON decode error",
+                            "input": {},
+                            "ctx": {"error": reason},
+                        },
+                    ]
+                ),
+            )
         return await http_exception_handler(request, exc)
 
     @app.exception_handler(Exception)

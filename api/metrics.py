@@ -49,10 +49,16 @@ _BUCKET_LABELS = (*map(floatToGoString, LATENCY_BUCKETS), "+Inf")  # the `le` va
 UNMATCHED_ROUTE = "unmatched"  # one label value for every path no route matched (404 scans)
 
 # The two request metrics users' PromQL depends on: (name, help, labels)
-REQUESTS = ("api_requests_total", "HTTP requests handled, by route template and status code.",
-            ("method", "route", "status"))
-LATENCY = ("api_request_latency_seconds", "Time from request start to response end, by route template.",
-           ("method", "route"))
+REQUESTS = (
+    "api_requests_total",
+    "HTTP requests handled, by route template and status code.",
+    ("method", "route", "status"),
+)
+LATENCY = (
+    "api_request_latency_seconds",
+    "Time from request start to response end, by route template.",
+    ("method", "route"),
+)
 
 RequestObserver = Callable[[float], None]  # records one finished request: its duration in seconds
 
@@ -60,7 +66,7 @@ RequestObserver = Callable[[float], None]  # records one finished request: its d
 class _RouteLatency:
     """One (method, route) histogram: a count per bucket (not cumulative; the last is +Inf)."""
 
-    __slots__ = ("buckets", "sum", "created")
+    __slots__ = ("buckets", "created", "sum")
 
     def __init__(self) -> None:
         self.buckets = [0] * (len(LATENCY_BUCKETS) + 1)
@@ -71,7 +77,7 @@ class _RouteLatency:
 class _RequestSeries:
     """One (method, route, status) request count, and its route's histogram."""
 
-    __slots__ = ("count", "latency", "created")
+    __slots__ = ("count", "created", "latency")
 
     def __init__(self, latency: _RouteLatency) -> None:
         self.count = 0
@@ -124,8 +130,9 @@ class InProcessRequestMetrics(Collector):
                     cumulative.append((bound, float(running)))
                 latency.add_metric(labels, cumulative, route.sum)
                 # HistogramMetricFamily takes no `created`; prometheus_client's Histogram exposes it
-                latency.samples.append(Sample(f"{LATENCY[0]}_created", dict(zip(LATENCY[2], labels, strict=True)),
-                                              route.created))
+                latency.samples.append(
+                    Sample(f"{LATENCY[0]}_created", dict(zip(LATENCY[2], labels, strict=True)), route.created)
+                )
         yield requests
         yield latency
 
@@ -139,40 +146,51 @@ class ApiMetrics:
         else:  # each worker writes its own files; the scrape sums them
             self._in_process_requests = None
             self._requests = Counter(REQUESTS[0], REQUESTS[1], REQUESTS[2], registry=registry)
-            self._latency = Histogram(LATENCY[0], LATENCY[1], LATENCY[2], buckets=LATENCY_BUCKETS,
-                                      registry=registry)
+            self._latency = Histogram(LATENCY[0], LATENCY[1], LATENCY[2], buckets=LATENCY_BUCKETS, registry=registry)
         self.in_flight = Gauge(
-            "api_requests_in_flight", "Requests being handled right now.",
-            registry=registry, multiprocess_mode="livesum",
+            "api_requests_in_flight",
+            "Requests being handled right now.",
+            registry=registry,
+            multiprocess_mode="livesum",
         )
         self.predictions = Counter(
-            "api_predictions_total", "Predictions returned, by predicted outcome (churn / stay).",
-            ["outcome"], registry=registry,
+            "api_predictions_total",
+            "Predictions returned, by predicted outcome (churn / stay).",
+            ["outcome"],
+            registry=registry,
         )
         self.predicted_churn, self.predicted_stay = (self.predictions.labels(o) for o in ("churn", "stay"))
         self.prediction_cache = Counter(
             "api_prediction_cache_total",
             "Predictions served from the worker's cache (hit) or computed from the store (miss).",
-            ["result"], registry=registry,
+            ["result"],
+            registry=registry,
         )
         self.cache_hit, self.cache_miss = (self.prediction_cache.labels(r) for r in ("hit", "miss"))
         self.feature_lookup = Histogram(
-            "api_feature_lookup_latency_seconds", "Feast online feature lookup time per prediction.",
-            buckets=LOOKUP_BUCKETS, registry=registry,
+            "api_feature_lookup_latency_seconds",
+            "Feast online feature lookup time per prediction.",
+            buckets=LOOKUP_BUCKETS,
+            registry=registry,
         )
         self.feature_lookup_errors = Counter(
-            "api_feature_lookup_errors_total", "Online feature lookups that failed (store unreachable).",
+            "api_feature_lookup_errors_total",
+            "Online feature lookups that failed (store unreachable).",
             registry=registry,
         )
         self.model_info = Gauge(
             "api_model_info",
             "The model being served (value 1), by version and runtime (treelite, or sklearn when the "
             "compiled trees were refused).",
-            ["version", "runtime"], registry=registry, multiprocess_mode="livemax",
+            ["version", "runtime"],
+            registry=registry,
+            multiprocess_mode="livemax",
         )
         self.ready = Gauge(
-            "api_ready", "1 when the model is verified and the feature store answers.",
-            registry=registry, multiprocess_mode="livemin",
+            "api_ready",
+            "1 when the model is verified and the feature store answers.",
+            registry=registry,
+            multiprocess_mode="livemin",
         )
 
     def request_observer(self, method: str, route: str, status: str) -> RequestObserver:

@@ -13,8 +13,12 @@ class PredictRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     user_id: str = Field(
-        ..., min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
-        examples=["4686-GEFRM", "U0001"], description="subscriber id (the Feast entity key)",
+        ...,
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+        examples=["4686-GEFRM", "U0001"],
+        description="subscriber id (the Feast entity key)",
     )
 
 

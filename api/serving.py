@@ -30,7 +30,7 @@ from api.metrics import ApiMetrics
 from streamflow import model as model_artifact
 from streamflow.feature_repo import online_store_path, open_store
 from streamflow.features import ENTITY_KEY, FEATURE_GROUPS, encode_row
-from streamflow.logs import log_event
+from streamflow.logs import first_line, log_event
 from streamflow.settings import Settings
 
 log = logging.getLogger("streamflow.api")
@@ -68,13 +68,14 @@ class OnlineFeatureReader:
         views = {view.name: view for view in self.store.list_feature_views(allow_cache=True)}
         missing = [group.view for group in FEATURE_GROUPS if group.view not in views]
         if missing:
-            raise LookupError(f"feature views {missing} are not in the Feast registry: run feast apply (make bootstrap)")
+            raise LookupError(
+                f"feature views {missing} are not in the Feast registry: run feast apply (make bootstrap)"
+            )
         self._plan = [(views[g.view], [f.name for f in g.features]) for g in FEATURE_GROUPS]
         # Feast appends an interval per materialization (even of the same window) and stamps
         # last_updated on every apply.
         version = tuple(
-            (view.name, view.last_updated_timestamp, len(view.materialization_intervals))
-            for view, _ in self._plan
+            (view.name, view.last_updated_timestamp, len(view.materialization_intervals)) for view, _ in self._plan
         )
         changed, self.registry_version = version != self.registry_version, version
         return changed
@@ -137,8 +138,9 @@ class ServingState:
         self.model = loaded
         self.errors.pop("model", None)
         self.metrics.model_info.labels(loaded.version, loaded.runtime).set(1)
-        log_event(log, "model loaded", version=loaded.version, trained_on=loaded.metadata.trained_on,
-                  runtime=loaded.runtime)
+        log_event(
+            log, "model loaded", version=loaded.version, trained_on=loaded.metadata.trained_on, runtime=loaded.runtime
+        )
 
     def _open_store(self) -> None:
         try:
@@ -150,8 +152,9 @@ class ServingState:
             # not in a user's request.
             reader.read(READINESS_PROBE_USER)
         except Exception as exc:  # Feast raises many types; any of them means "not usable"
-            self.errors["feature_store"] = (str(exc) if isinstance(exc, ServiceUnavailable)
-                                            else f"{type(exc).__name__}: {exc}".splitlines()[0])
+            self.errors["feature_store"] = (
+                str(exc) if isinstance(exc, ServiceUnavailable) else f"{type(exc).__name__}: {first_line(exc)}"
+            )
             log_event(log, "feature store not usable", logging.ERROR, reason=self.errors["feature_store"])
             return
         self.reader, self._store_file = reader, store_file
@@ -182,8 +185,7 @@ class ServingState:
             self._drop_store(str(exc))
             raise
         if not same_file:
-            self._drop_store(f"online store file {self._store_path} was replaced; re-opening it",
-                             logging.WARNING)
+            self._drop_store(f"online store file {self._store_path} was replaced; re-opening it", logging.WARNING)
             self.load()
 
     def _drop_store(self, reason: str, level: int = logging.ERROR) -> None:
@@ -267,7 +269,7 @@ class ServingState:
             return reader.read(user_id)
         except Exception as exc:
             self.metrics.feature_lookup_errors.inc()
-            error = f"{type(exc).__name__}: {exc}".splitlines()[0]
+            error = f"{type(exc).__name__}: {first_line(exc)}"
             log_event(log, "online feature lookup failed", logging.ERROR, error=error)
             self._drop_store(f"lookup failed: {error}")
             raise ServiceUnavailable("feature store lookup failed; retry later") from None
@@ -286,7 +288,7 @@ class ServingState:
         try:
             reader.read(READINESS_PROBE_USER)
         except Exception as exc:
-            reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
+            reason = f"{type(exc).__name__}: {first_line(exc)}"
             self._drop_store(f"lookup failed: {reason}")
             return reason
         return "ok"

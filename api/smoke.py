@@ -28,8 +28,9 @@ def problems(base_url: str, timeout: float = 10.0) -> list[str]:
     if metrics.status_code != 200:
         found.append(f"/metrics answered {metrics.status_code}")
     else:
-        exposed = {line.split("{")[0].split(" ")[0] for line in metrics.text.splitlines()
-                   if line and not line.startswith("#")}
+        exposed = {
+            line.split("{")[0].split(" ")[0] for line in metrics.text.splitlines() if line and not line.startswith("#")
+        }
         found += [f"/metrics lacks {series}" for series in REQUIRED_SERIES if series not in exposed]
     return found
 

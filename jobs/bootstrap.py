@@ -40,15 +40,25 @@ def bootstrap(settings: Settings, *, force: bool = False, wait_for_database: flo
         train.train(settings)
     else:
         log_event(log, "model present; keeping it", version=existing.version)
-    log_event(log, "bootstrap done", seconds=round(time.perf_counter() - started, 1),
-              profile=settings.feast_profile, database=settings.database_url_safe)
+    log_event(
+        log,
+        "bootstrap done",
+        seconds=round(time.perf_counter() - started, 1),
+        profile=settings.feast_profile,
+        database=settings.database_url_safe,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m jobs.bootstrap", description=__doc__.split("\n")[0])
     parser.add_argument("--force", action="store_true", help="regenerate data and retrain")
-    parser.add_argument("--wait-for-database", type=float, default=0.0, metavar="SECONDS",
-                        help="retry connecting this long first (a Kubernetes Job may start before its database)")
+    parser.add_argument(
+        "--wait-for-database",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="retry connecting this long first (a Kubernetes Job may start before its database)",
+    )
     args = parser.parse_args(argv)
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_format)

@@ -34,11 +34,10 @@ from streamflow.features import (
 from streamflow.logs import configure_logging, log_event
 from streamflow.progress import progress
 from streamflow.settings import Settings
+from streamflow.users import user_id
 
 log = logging.getLogger("streamflow.datagen")
 
-# The seed's example users; they exist in every generated data set so the README's curl works.
-SEED_USER_IDS = ("4686-GEFRM", "U0001")
 INSERT_CHUNK_ROWS = 20_000
 
 
@@ -63,16 +62,17 @@ MONTHS: tuple[MonthShift, ...] = (
     # Price rise + CDN incident: fees, rebuffering, skips, failed payments and tickets rise,
     # watch time falls (expected: RETRAINING_TRIGGERED, and the churn rate rises).
     MonthShift(
-        date(2024, 3, 31), session=1.25, fee=1.2, watch=0.7, rebuffer_rate=4.0, skips=1.5,
-        failed_payments=2.5, support=2.2,
+        date(2024, 3, 31),
+        session=1.25,
+        fee=1.2,
+        watch=0.7,
+        rebuffer_rate=4.0,
+        skips=1.5,
+        failed_payments=2.5,
+        support=2.2,
     ),
 )
 SNAPSHOT_DATES: tuple[date, ...] = tuple(m.snapshot for m in MONTHS)
-
-
-def user_id(index: int) -> str:
-    """The id of the index-th generated user: U0000 is renamed to the seed's 4686-GEFRM (U0001 keeps its id)."""
-    return SEED_USER_IDS[0] if index == 0 else f"U{index:04d}"
 
 
 def user_ids(n_users: int) -> np.ndarray:
@@ -187,8 +187,9 @@ def _insert_frame(conn: sa.Connection, table: sa.Table, frame: pd.DataFrame, bar
         bar.advance(len(chunk))
 
 
-def generate(settings: Settings, engine: Engine, *, force: bool = False,
-             months: Sequence[int] = tuple(range(len(MONTHS)))) -> bool:
+def generate(
+    settings: Settings, engine: Engine, *, force: bool = False, months: Sequence[int] = tuple(range(len(MONTHS)))
+) -> bool:
     """Create and fill the snapshot tables. Returns False when data already exists (and not force).
 
     `months` picks indexes of MONTHS (all by default; the benchmark needs only the pair it
@@ -201,8 +202,14 @@ def generate(settings: Settings, engine: Engine, *, force: bool = False,
     population = Population.draw(settings.n_users, settings.seed)
     tables_per_month = len(FEATURE_GROUPS) + 1
     total_rows = settings.n_users * len(months) * tables_per_month
-    log_event(log, "generating snapshots", users=settings.n_users, seed=settings.seed,
-              months=[SNAPSHOT_DATES[i].isoformat() for i in months], database=settings.database_url_safe)
+    log_event(
+        log,
+        "generating snapshots",
+        users=settings.n_users,
+        seed=settings.seed,
+        months=[SNAPSHOT_DATES[i].isoformat() for i in months],
+        database=settings.database_url_safe,
+    )
     with progress(log, "datagen", total_rows) as bar:
         for month_index in months:
             shift = MONTHS[month_index]
@@ -215,8 +222,13 @@ def generate(settings: Settings, engine: Engine, *, force: bool = False,
                     _insert_frame(conn, db.SNAPSHOT_TABLES[group.table], part, bar)
                 labels = frame[[ENTITY_KEY, TARGET]].assign(**{LABEL_PERIOD: stamp})
                 _insert_frame(conn, db.labels, labels, bar)
-            log_event(log, "snapshot written", as_of=shift.snapshot.isoformat(), users=len(frame),
-                      churn_rate=round(float(frame[TARGET].mean()), 4))
+            log_event(
+                log,
+                "snapshot written",
+                as_of=shift.snapshot.isoformat(),
+                users=len(frame),
+                churn_rate=round(float(frame[TARGET].mean()), 4),
+            )
     return True
 
 

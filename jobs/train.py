@@ -43,17 +43,33 @@ def train(settings: Settings, as_of: date | None = None) -> model.ModelMetadata:
     # grows with trees x depth (measured: 100 trees of depth 3 give a better held-out AUC than
     # 200 unrestricted ones, at 0.7x the per-request cost).
     estimator = HistGradientBoostingClassifier(
-        categorical_features=list(MODEL_CATEGORICAL_MASK), max_iter=100, learning_rate=0.05,
-        max_depth=3, random_state=settings.seed,
+        categorical_features=list(MODEL_CATEGORICAL_MASK),
+        max_iter=100,
+        learning_rate=0.05,
+        max_depth=3,
+        random_state=settings.seed,
     ).fit(x_train, y_train)
     auc = float(roc_auc_score(y_test, estimator.predict_proba(x_test)[:, 1]))
     metadata = model.save(
-        estimator, settings, trained_on=as_of.isoformat(),
-        algorithm="sklearn.HistGradientBoostingClassifier", auc=round(auc, 4),
-        n_train=len(y_train), n_test=len(y_test), created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        estimator,
+        settings,
+        trained_on=as_of.isoformat(),
+        algorithm="sklearn.HistGradientBoostingClassifier",
+        auc=round(auc, 4),
+        n_train=len(y_train),
+        n_test=len(y_test),
+        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
     )
-    log_event(log, "model trained", version=metadata.version, trained_on=metadata.trained_on,
-              auc=metadata.auc, n_train=metadata.n_train, n_test=metadata.n_test, store=settings.model_store)
+    log_event(
+        log,
+        "model trained",
+        version=metadata.version,
+        trained_on=metadata.trained_on,
+        auc=metadata.auc,
+        n_train=metadata.n_train,
+        n_test=metadata.n_test,
+        store=settings.model_store,
+    )
     return metadata
 
 

@@ -85,7 +85,9 @@ def validate_features(frame: pd.DataFrame, as_of: date) -> None:
         if present.empty:
             raise SnapshotError(f"{where}: feature column {feature.name!r} has no values (all missing)")
         if feature.is_categorical:
-            values = present.unique() if feature.kind == "category" else pd.to_numeric(present, errors="coerce").unique()
+            values = (
+                present.unique() if feature.kind == "category" else pd.to_numeric(present, errors="coerce").unique()
+            )
             unknown = sorted(set(map(str, values)) - set(map(str, categories_of(feature))))
             if unknown:
                 raise SnapshotError(
@@ -96,9 +98,7 @@ def validate_features(frame: pd.DataFrame, as_of: date) -> None:
             numeric = pd.to_numeric(present, errors="coerce")
             bad = present[numeric.isna()]
             if not bad.empty:
-                raise SnapshotError(
-                    f"{where}: feature column {feature.name!r} must be numeric, found {bad.iloc[0]!r}"
-                )
+                raise SnapshotError(f"{where}: feature column {feature.name!r} must be numeric, found {bad.iloc[0]!r}")
 
 
 def snapshot_frame(engine: sa.Engine, store: FeatureStore, as_of: date) -> pd.DataFrame:
@@ -120,7 +120,9 @@ def load_snapshot(engine: sa.Engine, as_of: date) -> pd.DataFrame:
     try:
         with db.arrow_reader(engine) as read:
             profile, *others = (
-                read(db.SNAPSHOT_TABLES[g.table], [ENTITY_KEY, *(f.name for f in g.features)], as_of).set_index(ENTITY_KEY)
+                read(db.SNAPSHOT_TABLES[g.table], [ENTITY_KEY, *(f.name for f in g.features)], as_of).set_index(
+                    ENTITY_KEY
+                )
                 for g in FEATURE_GROUPS
             )
             labels = read(db.labels, [ENTITY_KEY, TARGET], as_of).set_index(ENTITY_KEY)

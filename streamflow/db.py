@@ -27,7 +27,7 @@ from streamflow.features import (
     TARGET,
     Feature,
 )
-from streamflow.logs import log_event
+from streamflow.logs import first_line, log_event
 from streamflow.settings import Settings
 
 log = logging.getLogger("streamflow.db")
@@ -137,7 +137,7 @@ def arrow_reader(engine: Engine) -> Iterator[Callable[[sa.Table, list[str], date
     try:
         connection = adbc.connect(target)
     except adbc.Error as exc:  # e.g. the database went down after the row counts
-        raise BulkReadError(f"connecting to {where} failed: {_first_line(exc)}") from None
+        raise BulkReadError(f"connecting to {where} failed: {first_line(exc)}") from None
 
     def read(table: sa.Table, columns: list[str], day: date) -> pd.DataFrame:
         column = snapshot_column(table)
@@ -145,7 +145,8 @@ def arrow_reader(engine: Engine) -> Iterator[Callable[[sa.Table, list[str], date
         process = column.type.dialect_impl(engine.dialect).bind_processor(engine.dialect)
         stamp = snapshot_timestamp(day)
         selected = ", ".join(f'"{name}"' for name in columns)
-        sql = f'SELECT {selected} FROM "{table.name}" WHERE "{column.name}" = {placeholder}'  # our own names: no injection
+        # our own table and column names: no injection
+        sql = f'SELECT {selected} FROM "{table.name}" WHERE "{column.name}" = {placeholder}'
         try:
             with connection.cursor() as cursor:
                 cursor.execute(sql, (process(stamp) if process else stamp,))
@@ -153,8 +154,11 @@ def arrow_reader(engine: Engine) -> Iterator[Callable[[sa.Table, list[str], date
         # OSError: Arrow's stream error, e.g. SQLite text in a numeric column past the first batch
         except (adbc.Error, OSError) as exc:
             # the drivers number columns ("column 3"); say which one, so the message names it
-            reason = re.sub(r"\bcolumn (\d+)\b", lambda m: f"column {columns[int(m[1])]!r}"
-                            if int(m[1]) < len(columns) else m[0], _first_line(exc))
+            reason = re.sub(
+                r"\bcolumn (\d+)\b",
+                lambda m: f"column {columns[int(m[1])]!r}" if int(m[1]) < len(columns) else m[0],
+                first_line(exc),
+            )
             raise BulkReadError(f"reading table {table.name} from {where} failed: {reason}") from None
         # SQLite reads a double-quoted name that is no column as a string literal: a dropped
         # column would come back as a constant (named '"col"') instead of an error.
@@ -167,10 +171,6 @@ def arrow_reader(engine: Engine) -> Iterator[Callable[[sa.Table, list[str], date
         yield read
     finally:
         connection.close()
-
-
-def _first_line(exc: BaseException) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
 def has_tables(engine: Engine) -> bool:
@@ -195,7 +195,13 @@ def wait_until_reachable(engine: Engine, timeout_seconds: float, interval: float
         except OperationalError as exc:
             if time.monotonic() + interval > deadline:
                 raise
-            reason = str(exc.orig if exc.orig is not None else exc).strip().splitlines()[0]
-            log_event(log, "waiting for the database", logging.WARNING, attempt=attempt, reason=reason,
-                      database=engine.url.render_as_string(hide_password=True))
+            reason = first_line(exc.orig if exc.orig is not None else exc)
+            log_event(
+                log,
+                "waiting for the database",
+                logging.WARNING,
+                attempt=attempt,
+                reason=reason,
+                database=engine.url.render_as_string(hide_password=True),
+            )
             time.sleep(interval)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,14 +27,12 @@ import sqlalchemy as sa
 
 from streamflow import db
 from streamflow.features import ENTITY_KEY, FEATURE_GROUPS, SNAPSHOT_TIMESTAMP, FeatureGroup
+from streamflow.files import write_atomically
 from streamflow.logs import log_event
 from streamflow.settings import Settings
 
 if TYPE_CHECKING:
     from feast import FeatureStore
-
-# Feast and Evidently phone home by default; this workplace (and many clusters) has no route out.
-os.environ.setdefault("FEAST_USAGE", "False")
 
 log = logging.getLogger("streamflow.feast")
 
@@ -100,27 +99,33 @@ def definitions(settings: Settings) -> list[Any]:
     from feast.types import Float64, Int64, String
 
     feast_types = {"count": Int64, "binary": Int64, "float": Float64, "category": String}
-    user = Entity(name="user", join_keys=[ENTITY_KEY], value_type=ValueType.STRING,
-                  description="a StreamFlow subscriber")
+    user = Entity(
+        name="user", join_keys=[ENTITY_KEY], value_type=ValueType.STRING, description="a StreamFlow subscriber"
+    )
     objects: list[Any] = [user]
     for group in FEATURE_GROUPS:
         if settings.feast_profile == "local":
-            source = FileSource(name=f"{group.table}_source", path=offline_source_path(settings, group),
-                                timestamp_field=SNAPSHOT_TIMESTAMP)
+            source = FileSource(
+                name=f"{group.table}_source",
+                path=offline_source_path(settings, group),
+                timestamp_field=SNAPSHOT_TIMESTAMP,
+            )
         else:
             from feast.infra.offline_stores.contrib.postgres_offline_store.postgres_source import (
                 PostgreSQLSource,
             )
 
-            source = PostgreSQLSource(name=f"{group.table}_source", table=group.table,
-                                      timestamp_field=SNAPSHOT_TIMESTAMP)
+            source = PostgreSQLSource(
+                name=f"{group.table}_source", table=group.table, timestamp_field=SNAPSHOT_TIMESTAMP
+            )
         objects.append(
             FeatureView(
                 name=group.view,
                 entities=[user],
                 ttl=FEATURE_TTL,
-                schema=[Field(name=f.name, dtype=feast_types[f.kind], description=f.description)
-                        for f in group.features],
+                schema=[
+                    Field(name=f.name, dtype=feast_types[f.kind], description=f.description) for f in group.features
+                ],
                 source=source,
                 online=True,
                 description=f"monthly snapshots from table {group.table}",
@@ -142,9 +147,8 @@ def export_offline_sources(settings: Settings, engine: sa.Engine) -> None:
         frame[SNAPSHOT_TIMESTAMP] = db.to_utc(frame[SNAPSHOT_TIMESTAMP]).astype("datetime64[us, UTC]")
         path = offline_source_path(settings, group)
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        tmp = path + ".tmp"
-        pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), tmp)
-        os.replace(tmp, path)  # a reader never sees a half-written file
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        write_atomically(Path(path), partial(pq.write_table, table))
         log_event(log, "offline source exported", table=group.table, rows=len(frame), path=path)
 
 
@@ -152,8 +156,13 @@ def apply(settings: Settings, store: FeatureStore) -> None:
     """`feast apply`: register the entity and feature views (and create online tables)."""
     objects = definitions(settings)
     store.apply(objects)
-    log_event(log, "feast apply done", project=settings.feast_project, profile=settings.feast_profile,
-              feature_views=[g.view for g in FEATURE_GROUPS])
+    log_event(
+        log,
+        "feast apply done",
+        project=settings.feast_project,
+        profile=settings.feast_profile,
+        feature_views=[g.view for g in FEATURE_GROUPS],
+    )
 
 
 def materialize(settings: Settings, store: FeatureStore, engine: sa.Engine) -> None:
@@ -163,7 +172,6 @@ def materialize(settings: Settings, store: FeatureStore, engine: sa.Engine) -> N
         raise RuntimeError("no snapshots in the database: run `python -m jobs.datagen` first")
     start = db.snapshot_timestamp(snapshots[0]) - timedelta(seconds=1)
     end = db.snapshot_timestamp(snapshots[-1]) + timedelta(seconds=1)
-    log_event(log, "materializing", start=start.isoformat(), end=end.isoformat(),
-              feature_views=len(FEATURE_GROUPS))
+    log_event(log, "materializing", start=start.isoformat(), end=end.isoformat(), feature_views=len(FEATURE_GROUPS))
     store.materialize(start_date=start, end_date=end)
     log_event(log, "materialization done", newest_snapshot=snapshots[-1].isoformat())

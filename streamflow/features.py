@@ -81,9 +81,7 @@ FEATURE_GROUPS: tuple[FeatureGroup, ...] = (
         table="support_agg_90d_snapshots",
         features=(
             Feature("support_tickets_90d", "count", "support tickets opened, 90 days"),
-            Feature(
-                "ticket_avg_resolution_hrs_90d", "float", "mean ticket resolution time, 90 days"
-            ),
+            Feature("ticket_avg_resolution_hrs_90d", "float", "mean ticket resolution time, 90 days"),
         ),
     ),
 )

@@ -56,3 +56,10 @@ def configure_logging(level: str = "INFO", fmt: Literal["plain", "json"] = "plai
 
 def log_event(logger: logging.Logger, message: str, level: int = logging.INFO, **fields: Any) -> None:
     logger.log(level, message, extra={"fields": fields})
+
+
+def first_line(exc: BaseException) -> str:
+    """An exception's message cut to its first line (its type name when it has none): the
+    one-line reasons StreamFlow logs and returns never carry a driver's multi-line dump."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -23,7 +23,6 @@ import io
 import json
 import logging
 import math
-import os
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -37,7 +36,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from streamflow.db import make_engine
 from streamflow.features import FEATURE_NAMES
-from streamflow.logs import log_event
+from streamflow.files import write_atomically
+from streamflow.logs import first_line, log_event
 from streamflow.settings import Settings
 
 log = logging.getLogger("streamflow.model")
@@ -107,8 +107,9 @@ def compile_trees(estimator: Any, threads: int = 1) -> tuple[Any, str]:
     except Exception as exc:  # the converter raises several types for what it does not support
         return None, f"Treelite cannot convert {type(estimator).__name__}: {type(exc).__name__}: {exc}"
     probe = threshold_probe(compiled)
-    difference = float(np.max(np.abs(_compiled_probability(compiled, probe, threads)
-                                     - estimator.predict_proba(probe)[:, 1])))
+    difference = float(
+        np.max(np.abs(_compiled_probability(compiled, probe, threads) - estimator.predict_proba(probe)[:, 1]))
+    )
     if not difference <= COMPILED_TOLERANCE:
         return None, f"compiled trees disagree with scikit-learn by {difference:.3g} on the probe rows"
     return compiled, "ok"
@@ -136,12 +137,6 @@ def _nan_last(value: float) -> tuple[bool, float]:
     return math.isnan(value), value
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 # In a cluster the model lives in the database: every API replica, on any node, reads the same
 # artifact, and no ReadWriteMany volume is needed. One row per version, written in one
 # transaction, so a reader sees a whole artifact or none.
@@ -162,24 +157,30 @@ def save(estimator: Any, settings: Settings, **fields: Any) -> ModelMetadata:
     joblib.dump(estimator, buffer)
     payload = buffer.getvalue()
     digest = hashlib.sha256(payload).hexdigest()
-    metadata = ModelMetadata(version=f"{fields['trained_on'].replace('-', '')}-{digest[:10]}",
-                             artifact=f"model-{digest[:16]}.joblib", sha256=digest,
-                             feature_names=list(FEATURE_NAMES), **fields)
+    metadata = ModelMetadata(
+        version=f"{fields['trained_on'].replace('-', '')}-{digest[:10]}",
+        artifact=f"model-{digest[:16]}.joblib",
+        sha256=digest,
+        feature_names=list(FEATURE_NAMES),
+        **fields,
+    )
     metadata_json = json.dumps(asdict(metadata), indent=2)
     if settings.model_store == "database":
         engine = make_engine(settings)
         _model_metadata.create_all(engine)
         with engine.begin() as conn:
             conn.execute(sa.delete(model_artifacts).where(model_artifacts.c.version == metadata.version))
-            conn.execute(sa.insert(model_artifacts).values(
-                version=metadata.version, created_at=metadata.created_at, metadata=metadata_json,
-                payload=payload))
+            conn.execute(
+                sa.insert(model_artifacts).values(
+                    version=metadata.version, created_at=metadata.created_at, metadata=metadata_json, payload=payload
+                )
+            )
     else:
         # Artifact first, metadata last and atomically: readers see the old model or the new one.
         model_dir = _model_dir(settings)
         model_dir.mkdir(parents=True, exist_ok=True)
-        _atomic_write(model_dir / metadata.artifact, payload)
-        _atomic_write(model_dir / METADATA_FILE, metadata_json.encode())
+        write_atomically(model_dir / metadata.artifact, lambda tmp: tmp.write_bytes(payload))
+        write_atomically(model_dir / METADATA_FILE, lambda tmp: tmp.write_text(metadata_json))
     return metadata
 
 
@@ -204,8 +205,13 @@ def load(settings: Settings) -> ChurnModel:
     if settings.model_runtime == "treelite":
         compiled, reason = compile_trees(estimator, settings.model_threads)
         if compiled is None:
-            log_event(log, "compiled model refused; scikit-learn serves it", logging.WARNING,
-                      version=metadata.version, reason=reason)
+            log_event(
+                log,
+                "compiled model refused; scikit-learn serves it",
+                logging.WARNING,
+                version=metadata.version,
+                reason=reason,
+            )
     return ChurnModel(estimator=estimator, metadata=metadata, compiled=compiled, threads=settings.model_threads)
 
 
@@ -239,13 +245,16 @@ def _read_from_directory(model_dir: Path) -> tuple[ModelMetadata, bytes | None, 
 
 def _read_from_database(settings: Settings) -> tuple[ModelMetadata, bytes | None, str]:
     where = f"table model_artifacts of {settings.database_url_safe}"
-    query = (sa.select(model_artifacts.c.metadata, model_artifacts.c.payload)
-             .order_by(model_artifacts.c.created_at.desc(), model_artifacts.c.version.desc()).limit(1))
+    query = (
+        sa.select(model_artifacts.c.metadata, model_artifacts.c.payload)
+        .order_by(model_artifacts.c.created_at.desc(), model_artifacts.c.version.desc())
+        .limit(1)
+    )
     try:
         with make_engine(settings).connect() as conn:
             row = conn.execute(query).first()
     except SQLAlchemyError as exc:
-        reason = str(exc.orig if getattr(exc, "orig", None) else exc).splitlines()[0]
+        reason = first_line(getattr(exc, "orig", None) or exc)
         raise ModelArtifactError(f"cannot read {where}: {reason}") from None
     if row is None:
         raise ModelArtifactError(f"no model in {where}: run the bootstrap job (or jobs.train)")

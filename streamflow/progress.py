@@ -29,8 +29,13 @@ class Progress:
         fraction = self._done / self._total if self._total else 1.0
         if fraction >= self._next_report or self._done >= self._total:
             log_event(
-                self._logger, "progress", step=self._step, done=self._done, total=self._total,
-                unit=self._unit, percent=round(100 * fraction, 1),
+                self._logger,
+                "progress",
+                step=self._step,
+                done=self._done,
+                total=self._total,
+                unit=self._unit,
+                percent=round(100 * fraction, 1),
             )
             while self._next_report <= fraction:
                 self._next_report += 0.1

@@ -57,7 +57,8 @@ class Settings(BaseSettings):
     drift_reference: date | None = None
     drift_current: date | None = None
     drift_sample_rows: int | None = Field(
-        None, ge=1000,
+        None,
+        ge=1000,
         description="compare a seeded random sample of this many users per month instead of all "
         "(off by default; logged and recorded in the report when on)",
     )
@@ -83,7 +84,9 @@ class Settings(BaseSettings):
         None, description="needed when api_workers > 1; default: data_dir/prometheus-multiproc"
     )
     model_threads: int = Field(
-        1, ge=1, le=64,
+        1,
+        ge=1,
+        le=64,
         description="OpenMP threads of the model in each API process (`python -m api` sets "
         "OMP_NUM_THREADS from it): a one-row prediction gains nothing from more, and OpenMP's idle "
         "threads spin on a busy machine (measured on 2 cores under load: ~190 ms of CPU per "
@@ -98,7 +101,8 @@ class Settings(BaseSettings):
         5.0, ge=0.0, description="how often /ready retries loading a missing model or store"
     )
     prediction_cache_size: int = Field(
-        50_000, ge=0,
+        50_000,
+        ge=0,
         description="users whose features and prediction each worker keeps (LRU); 0 = off. Valid "
         "until the feature registry records a new materialization or apply",
     )
@@ -120,12 +124,8 @@ class Settings(BaseSettings):
             self.status_file = self.data_dir / "status" / f"{self.status_configmap}.json"
         if self.prometheus_multiproc_dir is None:
             self.prometheus_multiproc_dir = self.data_dir / "prometheus-multiproc"
-        if self.feast_profile == "postgres" and not self.database_url_obj.drivername.startswith(
-            "postgresql"
-        ):
-            raise ValueError(
-                "STREAMFLOW_FEAST_PROFILE=postgres needs a postgresql:// STREAMFLOW_DATABASE_URL"
-            )
+        if self.feast_profile == "postgres" and not self.database_url_obj.drivername.startswith("postgresql"):
+            raise ValueError("STREAMFLOW_FEAST_PROFILE=postgres needs a postgresql:// STREAMFLOW_DATABASE_URL")
         return self
 
     @property

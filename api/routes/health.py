@@ -16,9 +16,13 @@ async def health() -> HealthResponse:
     return HealthResponse(status="ok")
 
 
-@router.get("/ready", response_model=ReadinessResponse, responses={
-    503: {"model": ReadinessResponse, "description": "not ready: `checks` gives the reason per dependency"},
-})
+@router.get(
+    "/ready",
+    response_model=ReadinessResponse,
+    responses={
+        503: {"model": ReadinessResponse, "description": "not ready: `checks` gives the reason per dependency"},
+    },
+)
 async def ready(request: Request) -> JSONResponse:
     """Readiness: the model is verified and the online store answers a lookup now."""
     serving = request.app.state.serving

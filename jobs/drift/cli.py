@@ -3,7 +3,7 @@
     python -m jobs.drift [--reference 2024-01-31] [--current 2024-02-29] [--threshold 0.30]
 
 Without dates it compares the two latest snapshots in the database, so a CronJob needs no
-edit each month. Exit codes (documented for CronJob alerting):
+edit each month. Exit codes (streamflow.drift.ExitCode, documented for CronJob alerting):
   0  a decision was made (NO_ACTION or RETRAINING_TRIGGERED)
   2  bad arguments or settings
   3  data problem: database unreachable, snapshot missing/empty, a feature column unusable
@@ -30,12 +30,11 @@ from jobs.drift.decision import Decision, decide, decision_line
 from jobs.drift.sinks import SinkError, StatusSink, annotations, make_sink
 from streamflow import __version__, db
 from streamflow.datasets import SnapshotError, load_snapshot, sample_rows
-from streamflow.logs import configure_logging, log_event
+from streamflow.drift import ExitCode
+from streamflow.logs import configure_logging, first_line, log_event
 from streamflow.settings import Settings
 
 log = logging.getLogger("streamflow.drift")
-
-EXIT_OK, EXIT_UNEXPECTED, EXIT_USAGE, EXIT_DATA, EXIT_REPORT, EXIT_SINK = 0, 1, 2, 3, 4, 5
 
 
 class UsageError(Exception):
@@ -59,26 +58,49 @@ def resolve_snapshots(available: list[date], reference: date | None, current: da
     return reference, current
 
 
-def run(settings: Settings, sink: StatusSink, reference: date | None, current: date | None,
-        threshold: float, output_dir: Path) -> Decision:
+def run(
+    settings: Settings,
+    sink: StatusSink,
+    reference: date | None,
+    current: date | None,
+    threshold: float,
+    output_dir: Path,
+) -> Decision:
     started = time.perf_counter()
     engine = db.make_engine(settings)
     reference, current = resolve_snapshots(db.list_snapshots(engine), reference, current)
-    log_event(log, "drift run started", reference=reference.isoformat(), current=current.isoformat(),
-              threshold=threshold, database=settings.database_url_safe, sink=sink.describe(),
-              pushgateway=settings.pushgateway_url or "off")
+    log_event(
+        log,
+        "drift run started",
+        reference=reference.isoformat(),
+        current=current.isoformat(),
+        threshold=threshold,
+        database=settings.database_url_safe,
+        sink=sink.describe(),
+        pushgateway=settings.pushgateway_url or "off",
+    )
 
     reference_frame = load_snapshot(engine, reference)
     current_frame = load_snapshot(engine, current)
     rows = {"reference": len(reference_frame), "current": len(current_frame)}
     sampling = None
     if settings.drift_sample_rows is not None:
-        reference_frame, current_frame = (sample_rows(frame, settings.drift_sample_rows, settings.seed)
-                                          for frame in (reference_frame, current_frame))
-        sampling = {"rows": settings.drift_sample_rows, "seed": settings.seed,
-                    "reference_rows_used": len(reference_frame), "current_rows_used": len(current_frame)}
-        log_event(log, "sampling both months (explicit setting; distances carry sampling error)",
-                  logging.WARNING, **sampling, **{f"{k}_rows": v for k, v in rows.items()})
+        reference_frame, current_frame = (
+            sample_rows(frame, settings.drift_sample_rows, settings.seed) for frame in (reference_frame, current_frame)
+        )
+        sampling = {
+            "rows": settings.drift_sample_rows,
+            "seed": settings.seed,
+            "reference_rows_used": len(reference_frame),
+            "current_rows_used": len(current_frame),
+        }
+        log_event(
+            log,
+            "sampling both months (explicit setting; distances carry sampling error)",
+            logging.WARNING,
+            **sampling,
+            **{f"{k}_rows": v for k, v in rows.items()},
+        )
     log_event(log, "running Evidently", reference_rows=len(reference_frame), current_rows=len(current_frame))
     snapshot, report_dict, result = report.run(reference_frame, current_frame, threshold)
 
@@ -110,25 +132,43 @@ def run(settings: Settings, sink: StatusSink, reference: date | None, current: d
     report.save(snapshot, report_dict, extra, html_path, json_path)
     sink.annotate(annotations(decision))
     if settings.pushgateway_url:  # after the annotation: a failed push must not lose the decision
-        push.push(settings.pushgateway_url, push.build_registry(
-            decision, result, extra["rows"], time.perf_counter() - started, time.time()))
-    log_event(log, "drift decision", decision=decision.action, drift_share=round(decision.drift_share, 4),
-              threshold=threshold, target_drift=round(decision.target_drift, 4),
-              drifted_features=list(decision.drifted_features), reference=reference.isoformat(),
-              current=current.isoformat(), report_json=str(json_path), status=sink.describe(),
-              seconds=round(time.perf_counter() - started, 2))
+        push.push(
+            settings.pushgateway_url,
+            push.build_registry(decision, result, extra["rows"], time.perf_counter() - started, time.time()),
+        )
+    log_event(
+        log,
+        "drift decision",
+        decision=decision.action,
+        drift_share=round(decision.drift_share, 4),
+        threshold=threshold,
+        target_drift=round(decision.target_drift, 4),
+        drifted_features=list(decision.drifted_features),
+        reference=reference.isoformat(),
+        current=current.isoformat(),
+        report_json=str(json_path),
+        status=sink.describe(),
+        seconds=round(time.perf_counter() - started, 2),
+    )
     return decision
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m jobs.drift", description=__doc__.split("\n")[0],
-                                     epilog="Settings come from STREAMFLOW_* environment variables.")
+    parser = argparse.ArgumentParser(
+        prog="python -m jobs.drift",
+        description=__doc__.split("\n")[0],
+        epilog="Settings come from STREAMFLOW_* environment variables.",
+    )
     parser.add_argument("--reference", type=date.fromisoformat, help="reference snapshot date (YYYY-MM-DD)")
     parser.add_argument("--current", type=date.fromisoformat, help="current snapshot date (YYYY-MM-DD)")
     parser.add_argument("--threshold", type=float, help="drift_share at which to retrain (default 0.30)")
     parser.add_argument("--output-dir", type=Path, help="where reports go (default: <reports_dir>/drift)")
-    parser.add_argument("--sample-rows", type=int, metavar="N",
-                        help="compare a seeded random sample of N users per month (default: all users)")
+    parser.add_argument(
+        "--sample-rows",
+        type=int,
+        metavar="N",
+        help="compare a seeded random sample of N users per month (default: all users)",
+    )
     parser.add_argument("--sink", choices=["file", "configmap"], help="where the status goes")
     parser.add_argument("--log-format", choices=["plain", "json"])
     verbosity = parser.add_mutually_exclusive_group()
@@ -142,36 +182,49 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    overrides = {k: v for k, v in (("status_sink", args.sink), ("log_format", args.log_format),
-                                   ("drift_sample_rows", args.sample_rows)) if v}
+    overrides = {
+        k: v
+        for k, v in (
+            ("status_sink", args.sink),
+            ("log_format", args.log_format),
+            ("drift_sample_rows", args.sample_rows),
+        )
+        if v
+    }
     if args.verbose or args.quiet:
         overrides["log_level"] = "DEBUG" if args.verbose else "WARNING"
     try:
         settings = Settings(**overrides)  # flags win over STREAMFLOW_* variables
     except ValueError as exc:  # pydantic's ValidationError is a ValueError
         print(f"drift job failed (bad settings): {exc}".replace("\n", " "), file=sys.stderr)
-        return EXIT_USAGE
+        return ExitCode.USAGE
     configure_logging(settings.log_level, settings.log_format)
     threshold = args.threshold if args.threshold is not None else settings.drift_threshold
     output_dir = args.output_dir or settings.reports_dir / "drift"
 
-    failures: list[tuple[type[BaseException] | tuple[type[BaseException], ...], int, str]] = [
-        (UsageError, EXIT_USAGE, "bad arguments"),
-        ((SnapshotError, SQLAlchemyError), EXIT_DATA, "data"),
-        (report.ReportShapeError, EXIT_REPORT, "unexpected Evidently report"),
-        (SinkError, EXIT_SINK, "status not recorded"),
+    failures: list[tuple[type[BaseException] | tuple[type[BaseException], ...], ExitCode, str]] = [
+        (UsageError, ExitCode.USAGE, "bad arguments"),
+        ((SnapshotError, SQLAlchemyError), ExitCode.DATA, "data"),
+        (report.ReportShapeError, ExitCode.REPORT, "unexpected Evidently report"),
+        (SinkError, ExitCode.SINK, "status not recorded"),
     ]
     try:
         sink = make_sink(settings)
-        decision = run(settings, sink, args.reference or settings.drift_reference,
-                       args.current or settings.drift_current, threshold, output_dir)
+        decision = run(
+            settings,
+            sink,
+            args.reference or settings.drift_reference,
+            args.current or settings.drift_current,
+            threshold,
+            output_dir,
+        )
     except Exception as exc:  # every failure ends as one line + an exit code, never a traceback
-        code, kind = EXIT_UNEXPECTED, "unexpected error"
+        code, kind = ExitCode.UNEXPECTED, "unexpected error"
         for types, exit_code, label in failures:
             if isinstance(exc, types):
                 code, kind = exit_code, label
                 break
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        reason = first_line(exc)
         if isinstance(exc, SQLAlchemyError):
             reason = f"database {settings.database_url_safe} unusable: {type(exc).__name__}: {reason}"
         log.debug("drift job failure", exc_info=True)
@@ -179,4 +232,4 @@ def main(argv: list[str] | None = None) -> int:
         print(f"drift job failed ({kind}): {reason}", file=sys.stderr)
         return code
     print(decision_line(decision), flush=True)
-    return EXIT_OK
+    return ExitCode.OK

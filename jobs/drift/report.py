@@ -12,16 +12,14 @@ target; a column drifts when its distance reaches its threshold.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-os.environ.setdefault("DO_NOT_TRACK", "1")  # Evidently telemetry off: clusters often have no route out
-
-from streamflow.features import (  # noqa: E402
+from streamflow.drift import DISTANCE_THRESHOLD
+from streamflow.features import (
     CATEGORICAL_FEATURES,
     ENTITY_KEY,
     FEATURE_NAMES,
@@ -29,12 +27,13 @@ from streamflow.features import (  # noqa: E402
     NUMERICAL_FEATURES,
     TARGET,
 )
+from streamflow.files import write_atomically
 
 NUMERICAL_METHOD = "wasserstein"
 CATEGORICAL_METHOD = "jensenshannon"
 TARGET_METHOD = "jensenshannon"
-# Distance methods: a column drifts when distance >= threshold (Evidently's defaults above 1,000 rows).
-DISTANCE_THRESHOLD = 0.1
+# Distance methods: a column drifts when distance >= DISTANCE_THRESHOLD (Evidently's default
+# above 1,000 rows, pinned for every size).
 DISTANCE_METHODS = frozenset({NUMERICAL_METHOD, CATEGORICAL_METHOD, TARGET_METHOD})
 
 
@@ -135,9 +134,7 @@ def extract(report: dict[str, Any]) -> DriftResult:
         share, count = float(value["share"]), int(value["count"])
     except (KeyError, TypeError, ValueError):
         raise ReportShapeError(f"DriftedColumnsCount value {value!r} has no numeric share/count") from None
-    per_column = {
-        d.column: d for d in (_column_drift(m) for m in metrics if _metric_type(m).endswith(":ValueDrift"))
-    }
+    per_column = {d.column: d for d in (_column_drift(m) for m in metrics if _metric_type(m).endswith(":ValueDrift"))}
     missing = [c for c in (*FEATURE_NAMES, TARGET) if c not in per_column]
     if missing:
         raise ReportShapeError(f"report has no ValueDrift for {missing}")
@@ -163,14 +160,8 @@ def summary(result: DriftResult) -> dict[str, Any]:
     }
 
 
-def _write_atomic(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    write(tmp)
-    os.replace(tmp, path)  # a reader never finds a half-written report under the final name
-
-
 def save(snapshot, report: dict[str, Any], extra: dict[str, Any], html_path: Path, json_path: Path) -> None:
     html_path.parent.mkdir(parents=True, exist_ok=True)
-    _write_atomic(html_path, lambda p: snapshot.save_html(str(p)))
+    write_atomically(html_path, lambda p: snapshot.save_html(str(p)))
     document = dict(report) | {"streamflow": extra}
-    _write_atomic(json_path, lambda p: p.write_text(json.dumps(document, indent=1, default=str)))
+    write_atomically(json_path, lambda p: p.write_text(json.dumps(document, indent=1, default=str)))

@@ -17,12 +17,13 @@ from pathlib import Path
 from typing import Protocol
 
 from jobs.drift.decision import Decision
+from streamflow.drift import ANNOTATION_PREFIX, Action
+from streamflow.files import write_atomically
 from streamflow.logs import log_event
 from streamflow.settings import Settings
 
 log = logging.getLogger("streamflow.drift.sink")
 
-ANNOTATION_PREFIX = "drift.streamflow.io/"
 IN_CLUSTER_NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 CONFLICT_RETRIES = 5
 EVENT_COMPONENT = "streamflow-drift-job"
@@ -69,8 +70,12 @@ class FileConfigMapSink:
 
     def read(self) -> dict:
         if not self.path.exists():
-            return {"apiVersion": "v1", "kind": "ConfigMap",
-                    "metadata": {"name": self.name, "namespace": self.namespace, "annotations": {}}, "data": {}}
+            return {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": self.name, "namespace": self.namespace, "annotations": {}},
+                "data": {},
+            }
         try:
             return json.loads(self.path.read_text())
         except ValueError as exc:
@@ -80,9 +85,8 @@ class FileConfigMapSink:
         configmap = self.read()
         configmap.setdefault("metadata", {}).setdefault("annotations", {}).update(values)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
-        tmp.write_text(json.dumps(configmap, indent=2, sort_keys=True))
-        os.replace(tmp, self.path)  # all annotations land together or none do
+        # all annotations land together or none do
+        write_atomically(self.path, lambda tmp: tmp.write_text(json.dumps(configmap, indent=2, sort_keys=True)))
 
 
 class KubernetesConfigMapSink:
@@ -131,8 +135,13 @@ class KubernetesConfigMapSink:
                 return
             except ApiException as exc:
                 if exc.status == 409 and attempt < CONFLICT_RETRIES:
-                    log_event(log, "status ConfigMap patch conflict; retrying", logging.WARNING,
-                              configmap=self.describe(), attempt=attempt)
+                    log_event(
+                        log,
+                        "status ConfigMap patch conflict; retrying",
+                        logging.WARNING,
+                        configmap=self.describe(),
+                        attempt=attempt,
+                    )
                     time.sleep(0.2 * 2 ** (attempt - 1))
                     continue
                 raise SinkError(self._explain(exc)) from None
@@ -148,16 +157,23 @@ class KubernetesConfigMapSink:
         decision = values.get(ANNOTATION_PREFIX + "decision")
         if decision is None:
             return
-        retrain = decision == "RETRAINING_TRIGGERED"
+        retrain = decision == Action.RETRAIN
         now = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
         event = {
             "metadata": {"generateName": f"{self.name}.", "namespace": self.namespace},
-            "involvedObject": {"apiVersion": "v1", "kind": "ConfigMap", "name": self.name,
-                               "namespace": self.namespace, "uid": configmap_uid},
+            "involvedObject": {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "name": self.name,
+                "namespace": self.namespace,
+                "uid": configmap_uid,
+            },
             "reason": "RetrainingTriggered" if retrain else "NoDriftAction",
             "message": " ".join(f"{key}={values.get(ANNOTATION_PREFIX + key, '')}" for key in EVENT_FIELDS),
             "type": "Warning" if retrain else "Normal",
-            "firstTimestamp": now, "lastTimestamp": now, "count": 1,
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
             "source": {"component": EVENT_COMPONENT},
             "reportingComponent": EVENT_COMPONENT,
             "reportingInstance": socket.gethostname(),
@@ -166,8 +182,13 @@ class KubernetesConfigMapSink:
             self._api.create_namespaced_event(self.namespace, event, _request_timeout=30)
         except (ApiException, HTTPError) as exc:
             status = getattr(exc, "status", None) or type(exc).__name__
-            log_event(log, "decision recorded, but its Kubernetes Event was not created", logging.WARNING,
-                      configmap=self.describe(), error=str(status))
+            log_event(
+                log,
+                "decision recorded, but its Kubernetes Event was not created",
+                logging.WARNING,
+                configmap=self.describe(),
+                error=str(status),
+            )
 
     def _explain(self, exc) -> str:
         reasons = {

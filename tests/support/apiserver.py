@@ -3,7 +3,7 @@
 No kubelet, scheduler or controllers run: objects are stored and admitted (RBAC, Pod Security
 admission, CRD schemas, field validation) but never reconciled. That is what the tests need to
 prove the chart's RBAC and pod security on Kubernetes' own code. Built/installed on first use by
-streamflow/devtools.py (kube-apiserver from the Go module proxy, etcd from Debian).
+tools/toolchain.py (kube-apiserver from the Go module proxy, etcd from Debian).
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from pathlib import Path
 import httpx
 import yaml
 
-from api.process import free_port
-from streamflow import devtools
-from streamflow.monitoring.localstack import start_server
+from tools import toolchain
+from tools.api_process import free_port
+from tools.monitoring.localstack import start_server
 
 SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
 
@@ -46,8 +46,12 @@ class ApiServer:
     def write_kubeconfig(self, path: Path, token: str, namespace: str) -> Path:
         """A kubeconfig file for `token`, as a user of the cluster would have (mode 0600)."""
         config = {
-            "apiVersion": "v1", "kind": "Config", "current-context": "local",
-            "clusters": [{"name": "local", "cluster": {"server": self.url, "certificate-authority": str(self.ca_cert)}}],
+            "apiVersion": "v1",
+            "kind": "Config",
+            "current-context": "local",
+            "clusters": [
+                {"name": "local", "cluster": {"server": self.url, "certificate-authority": str(self.ca_cert)}}
+            ],
             "users": [{"name": "user", "user": {"token": token}}],
             "contexts": [{"name": "local", "context": {"cluster": "local", "user": "user", "namespace": namespace}}],
         }
@@ -63,16 +67,37 @@ def _http_ok(url: str, **kwargs) -> bool:
 @contextmanager
 def local_apiserver() -> Iterator[ApiServer]:
     """Start etcd and kube-apiserver on free 127.0.0.1 ports; yield once /readyz is ok; stop both."""
-    etcd_binary, apiserver_binary = devtools.etcd(), devtools.kube_apiserver()  # before any process starts
+    etcd_binary, apiserver_binary = toolchain.etcd(), toolchain.kube_apiserver()  # before any process starts
     with tempfile.TemporaryDirectory(prefix="streamflow-apiserver-") as tmp, ExitStack() as running:
         workdir = Path(tmp)
         client_url, peer_url = (f"http://127.0.0.1:{free_port()}" for _ in range(2))
-        etcd = start_server("etcd", [
-            str(etcd_binary), "--name", "streamflow-test", "--data-dir", str(workdir / "etcd"),
-            "--listen-client-urls", client_url, "--advertise-client-urls", client_url,
-            "--listen-peer-urls", peer_url, "--initial-advertise-peer-urls", peer_url,
-            "--initial-cluster", f"streamflow-test={peer_url}", "--log-level", "warn", "--logger", "zap",
-        ], client_url, workdir, is_ready=lambda: _http_ok(f"{client_url}/health"))
+        etcd = start_server(
+            "etcd",
+            [
+                str(etcd_binary),
+                "--name",
+                "streamflow-test",
+                "--data-dir",
+                str(workdir / "etcd"),
+                "--listen-client-urls",
+                client_url,
+                "--advertise-client-urls",
+                client_url,
+                "--listen-peer-urls",
+                peer_url,
+                "--initial-advertise-peer-urls",
+                peer_url,
+                "--initial-cluster",
+                f"streamflow-test={peer_url}",
+                "--log-level",
+                "warn",
+                "--logger",
+                "zap",
+            ],
+            client_url,
+            workdir,
+            is_ready=lambda: _http_ok(f"{client_url}/health"),
+        )
         running.callback(etcd.stop)
 
         admin_token = secrets.token_urlsafe(32)
@@ -81,29 +106,49 @@ def local_apiserver() -> Iterator[ApiServer]:
         token_file.write_text(f'{admin_token},streamflow-admin,streamflow-admin,"system:masters"\n')
         # The key that signs ServiceAccount tokens (TokenRequest); its public half verifies them.
         signing_key = workdir / "service-account.key"
-        devtools.run_tool(["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048",
-                           "-out", str(signing_key)], timeout=60)
+        toolchain.run_tool(
+            ["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", str(signing_key)],
+            timeout=60,
+        )
         cert_dir = workdir / "certs"
         port = free_port()
         url = f"https://127.0.0.1:{port}"
         ca_cert = cert_dir / "apiserver.crt"
-        apiserver = start_server("kube-apiserver", [
-            str(apiserver_binary), f"--etcd-servers={client_url}",
-            "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", f"--secure-port={port}",
-            f"--cert-dir={cert_dir}",
-            # only the admin token and ServiceAccount tokens authenticate; RBAC decides
-            "--anonymous-auth=false", f"--token-auth-file={token_file}", "--authorization-mode=RBAC",
-            f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}", f"--service-account-key-file={signing_key}",
-            f"--service-account-signing-key-file={signing_key}",
-            "--service-cluster-ip-range=10.96.0.0/24",
-            # as kubeadm and kind clusters run: then Pod Security admission, not this flag, is
-            # what refuses a privileged pod (the negative control of the Pod Security test)
-            "--allow-privileged=true",
-            # no controllers or other servers here: skip what would wait for them or complain
-            "--enable-priority-and-fairness=false", "--endpoint-reconciler-type=none",
-        ], url, workdir, is_ready=lambda: ca_cert.exists() and _http_ok(
-            f"{url}/readyz", verify=ssl.create_default_context(cafile=ca_cert),
-            headers={"Authorization": f"Bearer {admin_token}"}))
+        apiserver = start_server(
+            "kube-apiserver",
+            [
+                str(apiserver_binary),
+                f"--etcd-servers={client_url}",
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                f"--secure-port={port}",
+                f"--cert-dir={cert_dir}",
+                # only the admin token and ServiceAccount tokens authenticate; RBAC decides
+                "--anonymous-auth=false",
+                f"--token-auth-file={token_file}",
+                "--authorization-mode=RBAC",
+                f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
+                f"--service-account-key-file={signing_key}",
+                f"--service-account-signing-key-file={signing_key}",
+                "--service-cluster-ip-range=10.96.0.0/24",
+                # as kubeadm and kind clusters run: then Pod Security admission, not this flag, is
+                # what refuses a privileged pod (the negative control of the Pod Security test)
+                "--allow-privileged=true",
+                # no controllers or other servers here: skip what would wait for them or complain
+                "--enable-priority-and-fairness=false",
+                "--endpoint-reconciler-type=none",
+            ],
+            url,
+            workdir,
+            is_ready=lambda: (
+                ca_cert.exists()
+                and _http_ok(
+                    f"{url}/readyz",
+                    verify=ssl.create_default_context(cafile=ca_cert),
+                    headers={"Authorization": f"Bearer {admin_token}"},
+                )
+            ),
+        )
         running.callback(apiserver.stop)
         yield ApiServer(url, ca_cert, admin_token, workdir)
 

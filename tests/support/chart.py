@@ -1,14 +1,14 @@
 """The Helm chart's renderings and how to find things in them, shared by the chart tests
-(tests/test_chart.py: static checks) and the API server tests (tests/test_apiserver.py)."""
+(tests/chart/test_chart.py: static checks) and the API server tests (tests/chart/test_apiserver.py)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from streamflow.monitoring.localstack import CHART_DIR as CHART
-from streamflow.monitoring.localstack import render_chart
+from tools.monitoring.localstack import CHART_DIR as CHART
+from tools.monitoring.localstack import render_chart
 
-VARIANTS = ["default"] + sorted(p.stem for p in (CHART / "ci").glob("*.yaml"))
+VARIANTS = ["default", *sorted(p.stem for p in (CHART / "ci").glob("*.yaml"))]
 RELEASE = NAMESPACE = "streamflow"  # what `make deploy` uses
 POD_KINDS = {"Deployment", "StatefulSet", "Job", "CronJob", "Pod"}
 

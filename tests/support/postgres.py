@@ -15,8 +15,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from api.process import free_port
-from streamflow.devtools import apt_install
+from tools.api_process import free_port
+from tools.toolchain import apt_install
 
 
 def _bin_dir() -> Path | None:
@@ -61,15 +61,26 @@ class PostgresServer:
         if os.geteuid() == 0:
             shutil.chown(root, "postgres", "postgres")
         server = cls(bin_dir, root, free_port())
-        server._run(str(bin_dir / "initdb"), "-D", str(server.data_dir), "-U", "postgres",
-                    "--auth=trust", "-E", "UTF8", "--no-sync")
+        server._run(
+            str(bin_dir / "initdb"),
+            "-D",
+            str(server.data_dir),
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--no-sync",
+        )
         server.resume()
         return server
 
     def resume(self) -> None:
         """Start the server on its data directory (first start, or after `halt`)."""
         # TimeZone deliberately not UTC: proves snapshot dates survive a non-UTC session zone.
-        options = f"-k {self.root} -p {self.port} -c listen_addresses=127.0.0.1 -c fsync=off -c TimeZone=America/New_York"
+        options = (
+            f"-k {self.root} -p {self.port} -c listen_addresses=127.0.0.1 -c fsync=off -c TimeZone=America/New_York"
+        )
         self._pg_ctl("-o", options, "-l", str(self.root / "server.log"), "-w", "start")
 
     def halt(self) -> None:

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+# users in the data set the test session bootstraps (tests/conftest.py)
+TEST_USERS = 2000
 
 
 def data_env(data_dir: Path, **settings: object) -> dict[str, str]:
@@ -33,8 +35,13 @@ def _child_env(env: Mapping[str, str]) -> dict[str, str]:
 
 def run_module(module: str, *args: str, env: Mapping[str, str], timeout: float = 600) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", module, *args], cwd=REPO_ROOT, env=_child_env(env), capture_output=True,
-        text=True, timeout=timeout, check=False,
+        [sys.executable, "-m", module, *args],
+        cwd=REPO_ROOT,
+        env=_child_env(env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
     )
 
 
@@ -47,11 +54,16 @@ class RunningModule:
 
 
 def start_module(module: str, *args: str, env: Mapping[str, str]) -> RunningModule:
-    process = subprocess.Popen([sys.executable, "-m", module, *args], cwd=REPO_ROOT, env=_child_env(env),
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", module, *args],
+        cwd=REPO_ROOT,
+        env=_child_env(env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     running = RunningModule(process)
-    threading.Thread(target=lambda: running.stderr_lines.extend(iter(process.stderr.readline, "")),
-                     daemon=True).start()
+    threading.Thread(target=lambda: running.stderr_lines.extend(iter(process.stderr.readline, "")), daemon=True).start()
     return running
 
 
@@ -62,7 +74,9 @@ def wait_for_output(running: RunningModule, needle: str, timeout: float) -> str:
         for line in list(running.stderr_lines):
             if needle in line:
                 return line
-        assert running.process.poll() is None, f"exited {running.process.returncode} before logging {needle!r}:\n" + "".join(running.stderr_lines[-20:])
+        assert running.process.poll() is None, (
+            f"exited {running.process.returncode} before logging {needle!r}:\n" + "".join(running.stderr_lines[-20:])
+        )
         time.sleep(0.2)
     raise AssertionError(f"no log line with {needle!r} within {timeout}s")
 
@@ -75,5 +89,7 @@ def finish(running: RunningModule, timeout: float) -> subprocess.CompletedProces
 
 
 def must_succeed(result: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
-    assert result.returncode == 0, f"exit {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr[-4000:]}"
+    assert result.returncode == 0, (
+        f"exit {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr[-4000:]}"
+    )
     return result
