@@ -16,6 +16,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -172,13 +173,13 @@ def _insert_frame(conn: sa.Connection, table: sa.Table, frame: pd.DataFrame, bar
     cost 4x the insert itself at a million users. Values are converted column by column with
     each column type's own bind processor, so every dialect stores what SQLAlchemy would."""
     statement = table.insert().compile(dialect=conn.dialect, column_keys=list(frame.columns))
-    keys = list(statement.positiontup) if conn.dialect.positional else list(frame.columns)
+    keys = list(statement.positiontup or ()) if conn.dialect.positional else list(frame.columns)
     columns = []
     for key in keys:
         values = frame[key].tolist()  # numpy scalars -> Python values, which every driver takes
         process = table.c[key].type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
         columns.append([process(v) for v in values] if process else values)
-    rows = list(zip(*columns, strict=True))
+    rows: list[Any] = list(zip(*columns, strict=True))
     if not conn.dialect.positional:
         rows = [dict(zip(keys, row, strict=True)) for row in rows]
     for start in range(0, len(rows), INSERT_CHUNK_ROWS):

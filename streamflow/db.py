@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
+from typing import Any
 
 import pandas as pd
 import sqlalchemy as sa
@@ -34,7 +35,7 @@ log = logging.getLogger("streamflow.db")
 
 metadata = sa.MetaData()
 
-_SQL_TYPES = {
+_SQL_TYPES: dict[str, type[sa.types.TypeEngine[Any]] | sa.types.TypeEngine[Any]] = {
     "count": sa.BigInteger,  # BigInteger everywhere: Feast declares Int64 (Postgres int4 would be int32)
     "binary": sa.BigInteger,
     "float": sa.Float(precision=53),
@@ -124,12 +125,13 @@ def arrow_reader(engine: Engine) -> Iterator[Callable[[sa.Table, list[str], date
     url = engine.url
     where = url.render_as_string(hide_password=True)
     backend = url.get_backend_name()
+    adbc: Any  # the driver module of the backend, imported only when used
     if backend == "sqlite":
         import adbc_driver_sqlite.dbapi as adbc
 
         target, placeholder = url.database, "?"
     elif backend == "postgresql":
-        import adbc_driver_postgresql.dbapi as adbc
+        import adbc_driver_postgresql.dbapi as adbc  # type: ignore[no-redef]
 
         target, placeholder = url.set(drivername="postgresql").render_as_string(hide_password=False), "$1"
     else:

@@ -96,6 +96,7 @@ def offline_source_path(settings: Settings, group: FeatureGroup) -> str:
 def definitions(settings: Settings) -> list[Any]:
     """Entity + one source and feature view per feature group."""
     from feast import Entity, FeatureView, Field, FileSource, ValueType
+    from feast.data_source import DataSource
     from feast.types import Float64, Int64, String
 
     feast_types = {"count": Int64, "binary": Int64, "float": Float64, "category": String}
@@ -105,7 +106,7 @@ def definitions(settings: Settings) -> list[Any]:
     objects: list[Any] = [user]
     for group in FEATURE_GROUPS:
         if settings.feast_profile == "local":
-            source = FileSource(
+            source: DataSource = FileSource(
                 name=f"{group.table}_source",
                 path=offline_source_path(settings, group),
                 timestamp_field=SNAPSHOT_TIMESTAMP,

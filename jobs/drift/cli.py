@@ -27,7 +27,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from jobs.drift import push, report
 from jobs.drift.decision import Decision, decide, decision_line
-from jobs.drift.sinks import SinkError, StatusSink, annotations, make_sink
+from jobs.drift.sinks import SinkError, StatusSink, decision_annotations, make_sink
 from streamflow import __version__, db
 from streamflow.datasets import SnapshotError, load_snapshot, sample_rows
 from streamflow.drift import ExitCode
@@ -130,7 +130,7 @@ def run(
         "job_version": __version__,
     }
     report.save(snapshot, report_dict, extra, html_path, json_path)
-    sink.annotate(annotations(decision))
+    sink.annotate(decision_annotations(decision))
     if settings.pushgateway_url:  # after the annotation: a failed push must not lose the decision
         push.push(
             settings.pushgateway_url,

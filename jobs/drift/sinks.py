@@ -34,7 +34,7 @@ class SinkError(Exception):
     """The status could not be recorded; the previous status is unchanged."""
 
 
-def annotations(d: Decision) -> dict[str, str]:
+def decision_annotations(d: Decision) -> dict[str, str]:
     """Every value a string, as Kubernetes requires."""
     fields = {
         "decision": d.action,

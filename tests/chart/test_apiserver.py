@@ -18,7 +18,7 @@ from __future__ import annotations
 import copy
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,12 +68,13 @@ class Cluster:
         try:
             self.create(obj, dry_run=True)
         except DynamicApiError as exc:
-            return f"{obj['kind']} {obj['metadata']['name']}: HTTP {exc.status} {json.loads(exc.body)['message']}"
+            message = json.loads(exc.body or "{}").get("message")
+            return f"{obj['kind']} {obj['metadata']['name']}: HTTP {exc.status} {message}"
         return None
 
     def create_namespace(self, name: str) -> None:
         """A namespace that enforces Pod Security "restricted", as the chart's users should run it."""
-        self.core.create_namespace({"metadata": {"name": name, "labels": RESTRICTED}})
+        self.core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name, labels=RESTRICTED)))
 
     def wait_for_kind(self, api_version: str, kind: str, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
@@ -88,7 +89,7 @@ class Cluster:
 
 
 @pytest.fixture(scope="module")
-def cluster() -> Cluster:
+def cluster() -> Iterator[Cluster]:
     with local_apiserver() as server:
         cluster = Cluster(server)
         crds = toolchain.prometheus_operator_crds()
@@ -279,7 +280,8 @@ OTHER_REQUESTS: dict[str, Callable[[client.CoreV1Api, Release], object]] = {
 def test_the_job_token_is_refused_everything_else(request_name: str, cluster, release, job_token) -> None:
     core = client.CoreV1Api(cluster.server.client(job_token))
     # the token authenticates and reads its own ConfigMap: a 403 below is RBAC, not a bad token
-    assert core.read_namespaced_config_map(release.status_configmap, release.namespace).metadata.name
+    configmap = core.read_namespaced_config_map(release.status_configmap, release.namespace)
+    assert configmap.metadata is not None and configmap.metadata.name
     with pytest.raises(ApiException) as refused:
         OTHER_REQUESTS[request_name](core, release)
     assert refused.value.status == 403, refused.value.body

@@ -27,6 +27,7 @@ def test_snapshot_tables_hold_three_full_months(demo_settings: Settings) -> None
 
 def test_model_artifact_is_verified_and_learned_something(demo_settings: Settings) -> None:
     loaded = model.load(demo_settings)
+    assert demo_settings.model_dir is not None  # a local model store (the embedded default)
     meta = json.loads((demo_settings.model_dir / model.METADATA_FILE).read_text())
     assert loaded.version == meta["version"] and meta["trained_on"] == "2024-01-31"
     assert meta["auc"] > 0.7, meta  # churn_label is a learnable function of the features

@@ -12,11 +12,10 @@ import pytest
 import sqlalchemy as sa
 
 from jobs.drift.cli import resolve_snapshots
-from jobs.drift.decision import Decision, decide, decision_line
 from jobs.drift.report import ReportShapeError, extract
 from streamflow import db
 from streamflow.drift import ANNOTATION_PREFIX, Action
-from streamflow.features import FEATURE_GROUPS, FEATURE_NAMES
+from streamflow.features import FEATURE_NAMES
 from streamflow.settings import Settings
 from tests.support.drift import DriftRun, assert_failed_cleanly, read_status, run_drift
 from tests.support.processes import TEST_USERS, data_env, run_module
@@ -27,6 +26,13 @@ LINE = re.compile(
     r"|(?P<yes>RETRAINING_TRIGGERED) \(SIMULÉ\) drift_share=(?P=share) >= (?P<t2>\d\.\d\d)) "
     r"\(target_drift=(?P<target>[\d.e-]+)\)$"
 )
+
+
+def report_json(line: str) -> Path:
+    """The JSON report a decision line names (the line must have the seed's format)."""
+    match = LINE.match(line)
+    assert match, line
+    return Path(match["json"])
 
 
 def independent_share(report_json: Path) -> tuple[float, list[str]]:
@@ -103,8 +109,7 @@ def test_decision_is_logged_as_a_structured_record(drift_runs) -> None:
 
 
 def test_user_id_is_not_treated_as_a_feature(drift_runs) -> None:
-    match = LINE.match(drift_runs["jan_feb"].last_line)
-    document = json.loads(Path(match["json"]).read_text())
+    document = json.loads(report_json(drift_runs["jan_feb"].last_line).read_text())
     columns = {m["config"].get("column") for m in document["metrics"]}
     assert "user_id" not in columns
 
@@ -156,7 +161,7 @@ def test_reference_after_current_is_a_usage_error() -> None:
 def test_sampling_is_explicit_logged_and_recorded_in_the_report(
     demo_settings: Settings, drift_runs, tmp_path: Path
 ) -> None:
-    full = json.loads(Path(LINE.match(drift_runs["jan_feb"].last_line)["json"]).read_text())["streamflow"]
+    full = json.loads(report_json(drift_runs["jan_feb"].last_line).read_text())["streamflow"]
     assert full["sampling"] is None
     run = run_drift(
         demo_settings,
@@ -175,7 +180,7 @@ def test_sampling_is_explicit_logged_and_recorded_in_the_report(
     assert len(sampling) == 1 and sampling[0]["level"] == "warning"
     assert sampling[0]["rows"] == 1000 and sampling[0]["seed"] == demo_settings.seed
     assert sampling[0]["reference_rows"] == 2000 and sampling[0]["current_rows_used"] == 1000
-    report = json.loads(Path(LINE.match(run.last_line)["json"]).read_text())["streamflow"]
+    report = json.loads(report_json(run.last_line).read_text())["streamflow"]
     assert report["sampling"] == {
         "rows": 1000,
         "seed": demo_settings.seed,
@@ -195,7 +200,7 @@ def _text_in_row(column: str, first: bool):
     driver infers a column's type from its first batch, so the two fail in different places."""
 
     def mutate(conn: sa.Connection) -> None:
-        rowid = sa.literal_column("rowid")
+        rowid: sa.ColumnElement[int] = sa.literal_column("rowid")
         pick = sa.select((sa.func.min if first else sa.func.max)(rowid)).where(USAGE.c.as_of == MARCH)
         conn.execute(USAGE.update().where(rowid == pick.scalar_subquery()).values({column: sa.literal_column("'n/a'")}))
 
@@ -249,7 +254,7 @@ def test_snapshot_problem_fails_with_one_line_naming_it(copied_settings: Setting
 # -- the report reader refuses shapes it does not know --------------------------------------------
 @pytest.fixture(scope="module")
 def saved_report(drift_runs) -> dict:
-    return json.loads(Path(LINE.match(drift_runs["latest"].last_line)["json"]).read_text())
+    return json.loads(report_json(drift_runs["latest"].last_line).read_text())
 
 
 def test_extract_reads_the_real_report(saved_report: dict) -> None:
@@ -313,40 +318,3 @@ def test_changed_report_shape_fails_instead_of_reporting_zero(saved_report: dict
     mutate(report)
     with pytest.raises(ReportShapeError, match=message):
         extract(report)
-
-
-# -- the decision line ---------------------------------------------------------------------------------
-def _decision(share: float, target: float) -> Decision:
-    return Decision(
-        action=decide(share, 0.30),
-        drift_share=share,
-        threshold=0.30,
-        target_drift=target,
-        target_drifted=False,
-        drifted_features=(),
-        reference=date(2024, 1, 31),
-        current=date(2024, 2, 29),
-        report_html="r.html",
-        report_json="r.json",
-        finished_at="2024-03-01T00:00:00+00:00",
-        job_version="0",
-    )
-
-
-def test_decision_line_has_the_seed_format() -> None:
-    assert decision_line(_decision(0.06, 0.0)) == (
-        "[Evidently] report_html=r.html report_json=r.json drift_share=0.06 -> NO_ACTION "
-        "drift_share=0.06 < 0.30 (target_drift=0.0)"
-    )
-    assert decision_line(_decision(0.5, 0.2217)) == (
-        "[Evidently] report_html=r.html report_json=r.json drift_share=0.50 -> RETRAINING_TRIGGERED (SIMULÉ) "
-        "drift_share=0.50 >= 0.30 (target_drift=0.222)"
-    )
-
-
-def test_threshold_is_inclusive() -> None:
-    assert decide(0.30, 0.30) == Action.RETRAIN and decide(0.2999, 0.30) == Action.NO_ACTION
-
-
-def test_feature_groups_cover_the_tables_the_job_checks() -> None:
-    assert {g.table for g in FEATURE_GROUPS} == set(db.SNAPSHOT_TABLES)

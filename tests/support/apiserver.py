@@ -157,8 +157,9 @@ def service_account_token(api_client, namespace: str, name: str) -> str:
     """A short-lived token of a ServiceAccount from the TokenRequest API, as the kubelet mounts one."""
     from kubernetes import client
 
-    request = {"spec": {"expirationSeconds": 600}}
+    request = client.AuthenticationV1TokenRequest(spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=600))
     response = client.CoreV1Api(api_client).create_namespaced_service_account_token(name, namespace, request)
+    assert response.status is not None and response.status.token, "the TokenRequest API returned no token"
     return response.status.token
 
 

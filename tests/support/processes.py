@@ -63,7 +63,9 @@ def start_module(module: str, *args: str, env: Mapping[str, str]) -> RunningModu
         text=True,
     )
     running = RunningModule(process)
-    threading.Thread(target=lambda: running.stderr_lines.extend(iter(process.stderr.readline, "")), daemon=True).start()
+    stderr = process.stderr
+    assert stderr is not None  # stderr=PIPE
+    threading.Thread(target=lambda: running.stderr_lines.extend(iter(stderr.readline, "")), daemon=True).start()
     return running
 
 

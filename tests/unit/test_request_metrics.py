@@ -8,7 +8,7 @@ import re
 import pytest
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
-from api.metrics import LATENCY, LATENCY_BUCKETS, REQUESTS, ApiMetrics, InProcessRequestMetrics
+from api.metrics import LATENCY, LATENCY_BUCKETS, REQUESTS, ApiMetrics, InProcessRequestMetrics, RequestObserver
 
 # Durations on bucket bounds (Prometheus buckets are "less or equal"), between them, zero, and
 # above the largest bound; several statuses of one route and a second route and method.
@@ -46,7 +46,7 @@ def prometheus_client_reference() -> CollectorRegistry:
 def test_in_process_request_metrics_expose_what_prometheus_client_would() -> None:
     registry = CollectorRegistry()
     metrics = InProcessRequestMetrics(registry)
-    observers = {}
+    observers: dict[tuple[str, str, str], RequestObserver] = {}
     for method, route, status, seconds in REQUESTS_SEEN:
         key = (method, route, status)
         observers.setdefault(key, metrics.observer(*key))(seconds)

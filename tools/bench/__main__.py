@@ -137,24 +137,23 @@ def main(argv: list[str] | None = None) -> int:
         results |= throughput.summarize(runs)
         raw["throughput_runs"] = throughput.raw(runs)
 
-    document = {
-        **{k: round(v, 4) for k, v in results.items()},
-        "meta": {
-            "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "version": __version__,
-            "python": platform.python_version(),
-            "seconds": round(time.monotonic() - started, 1),
-            "args": {k: str(v) for k, v in vars(args).items()},
-            **raw,
-        },
+    seconds = round(time.monotonic() - started, 1)
+    meta = {
+        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "version": __version__,
+        "python": platform.python_version(),
+        "seconds": seconds,
+        "args": {k: str(v) for k, v in vars(args).items()},
+        **raw,
     }
+    document = {**{k: round(v, 4) for k, v in results.items()}, "meta": meta}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(document, indent=2) + "\n")
     width = max(map(len, results), default=10)
     print()
     for key, value in results.items():
         print(f"  {key:<{width}}  {value:>12,.3f}")
-    print(f"\nwrote {args.out} ({document['meta']['seconds']:.0f} s)")
+    print(f"\nwrote {args.out} ({seconds:.0f} s)")
     return 0
 
 

@@ -77,7 +77,7 @@ def _stat(title: str, description: str, unit: str, query: prometheus.Dataquery, 
     return _targets(panel, query)
 
 
-def _decision_mappings() -> list[model.ValueMap]:
+def _decision_mappings() -> list[model.ValueMapping]:
     return [
         model.ValueMap(
             options={
