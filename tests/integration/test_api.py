@@ -199,6 +199,7 @@ def test_missing_model_gives_503_and_not_ready_but_alive(demo_settings: Settings
         assert "no model metadata" in ready.json()["checks"]["model"]
         assert client.get("/health").status_code == 200
         # the model appears later (e.g. the bootstrap Job finished): the API recovers by itself
+        assert demo_settings.model_dir is not None
         shutil.copytree(demo_settings.model_dir, tmp_path / "empty")
         assert client.get("/ready").status_code == 200
         assert client.post("/predict", json={"user_id": "U0001"}).status_code == 200
@@ -206,6 +207,7 @@ def test_missing_model_gives_503_and_not_ready_but_alive(demo_settings: Settings
 
 def test_tampered_model_fails_its_checksum_and_is_never_loaded(demo_settings: Settings, tmp_path: Path) -> None:
     model_dir = tmp_path / "model"
+    assert demo_settings.model_dir is not None
     shutil.copytree(demo_settings.model_dir, model_dir)
     artifact = next(model_dir.glob("model-*.joblib"))
     data = bytearray(artifact.read_bytes())
@@ -302,8 +304,9 @@ def test_a_new_materialization_empties_the_prediction_cache(demo_dir: Path, tmp_
     latest = db.list_snapshots(engine)[-1]
     store = open_store(settings)
     feature_repo.apply(settings, store)  # the copied registry still points at demo_dir's Parquet files
-    with TestClient(create_app(settings, CollectorRegistry()), raise_server_exceptions=False) as client:
-        serving = client.app.state.serving
+    app = create_app(settings, CollectorRegistry())
+    with TestClient(app, raise_server_exceptions=False) as client:
+        serving = app.state.serving
         before = client.post("/predict", json={"user_id": "U0001"}).json()["features_used"]["months_active"]
         profile = db.PROFILE_TABLE
         with engine.begin() as conn:
