@@ -170,11 +170,15 @@ format: venv ## Apply ruff's fixes and formatting
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-venv: $(VENV)/.synced ## Create .venv from the hashed lock (uv pip sync)
+venv: $(VENV)/.synced ## Create .venv from the hashed dev lock (uv pip sync): every extra, test tools
 
-lock: $(UV) ## Re-resolve pinned dependencies into the hashed lock files
-	$(UV) pip compile pyproject.toml --python-version 3.11 --generate-hashes -q -o requirements.lock
+# The dev lock first (everything; the versions already locked are kept unless pyproject.toml moves
+# them), then one lock per image constrained to it: a package in two locks has one version.
+lock: $(UV) ## Re-resolve pinned dependencies into the hashed lock files (dev, and one per image)
 	$(UV) pip compile pyproject.toml --extra dev --python-version 3.11 --generate-hashes -q -o requirements-dev.lock
+	for image in api jobs; do \
+	  $(UV) pip compile pyproject.toml --extra $$image -c requirements-dev.lock --python-version 3.11 --generate-hashes -q -o requirements-$$image.lock; \
+	done
 
 clean: ## Remove generated data and reports (keeps .venv)
 	rm -rf $(DATA_DIR) reports/drift
