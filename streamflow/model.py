@@ -5,7 +5,7 @@ model only after the checksum matches: a pickle is code, so an unverified or hal
 artifact is never unpickled.
 
 Serving runs the same trees through Treelite's compiled predictor (GTIL) instead of
-scikit-learn's `predict_proba`, which spends ~2 ms of per-call validation and one Cython call per
+scikit-learn's `predict_proba`, which spends most of its time on per-call validation and one Cython call per
 tree on a single row (docs/performance.md). The artifact stays the scikit-learn estimator: the
 trees are converted when the model is loaded and, before they serve, checked against
 scikit-learn on rows that sit on every split threshold of the model. A model the converter

@@ -89,13 +89,12 @@ class Settings(BaseSettings):
         le=64,
         description="OpenMP threads of the model in each API process (`python -m api` sets "
         "OMP_NUM_THREADS from it): a one-row prediction gains nothing from more, and OpenMP's idle "
-        "threads spin on a busy machine (measured on 2 cores under load: ~190 ms of CPU per "
-        "prediction with the default pool, ~7 ms with 1 thread)",
+        "threads spin and burn CPU on a busy machine",
     )
     model_runtime: Literal["treelite", "sklearn"] = Field(
         "treelite",
         description="treelite: the model's trees compiled by Treelite (verified against "
-        "scikit-learn at load; ~0.1 ms a prediction instead of ~2 ms); sklearn: predict_proba",
+        "scikit-learn at load; many times faster on one row); sklearn: predict_proba",
     )
     ready_retry_seconds: float = Field(
         5.0, ge=0.0, description="how often /ready retries loading a missing model or store"
