@@ -58,8 +58,9 @@ bench: venv $(BOOTSTRAPPED) ## Benchmarks (~10 min; not part of make test): metr
 dashboards: venv ## Regenerate charts/streamflow/dashboards/*.json from tools/monitoring/dashboards.py
 	$(PY) -m tools.monitoring.dashboards
 
-status-local: ## Show the embedded default's drift status (the local ConfigMap file)
+status-local: venv ## The embedded default's drift status (the local ConfigMap file) and the last runs of the history
 	@cat $(DATA_DIR)/status/streamflow-drift-status.json 2>/dev/null || echo "no drift status yet: run make drift"
+	@echo; $(PY) -m jobs.history --limit 10
 
 ##@ Kubernetes: kind or minikube (needs docker, kubectl, helm, and kind or minikube)
 # KPS_VERSION, KIND_NODE_IMAGE, MINIKUBE_KUBERNETES_VERSION, ... (one place for every version)
