@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sklearn.dummy import DummyClassifier
@@ -26,7 +27,7 @@ def copy(demo_dir: Path, drift_runs, tmp_path: Path) -> Path:
     return target
 
 
-def settings_of(data_dir: Path, **values: object) -> Settings:
+def settings_of(data_dir: Path, **values: Any) -> Settings:
     return Settings(data_dir=data_dir, reports_dir=data_dir / "reports", n_users=TEST_USERS, **values)
 
 
