@@ -14,6 +14,7 @@ export UV_BIN := $(UV)
 DATA_DIR    := $(or $(STREAMFLOW_DATA_DIR),data)
 BOOTSTRAPPED := $(DATA_DIR)/.bootstrapped
 REF ?=
+MODE ?=
 CUR ?=
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
@@ -24,10 +25,12 @@ SOAK_CONCURRENCY ?= 4
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*##"} /^[a-zA-Z_-]+:.*?##/ { printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2 } /^##@/ { printf "\n\033[1m%s\033[0m\n", substr($$0, 5) }' $(MAKEFILE_LIST)
 
-demo: venv ## Whole flow on the embedded default: data, Feast, model, 2 drift runs, API + metrics
+demo: venv ## Whole flow on the embedded default: data, Feast, model, 2 drift runs, guarded retrain, performance, API + metrics
 	$(PY) -m jobs.bootstrap && touch $(BOOTSTRAPPED)
 	$(PY) -m jobs.drift --reference 2024-01-31 --current 2024-02-29
 	$(PY) -m jobs.drift --reference 2024-02-29 --current 2024-03-31
+	$(PY) -m jobs.retrain
+	$(PY) -m jobs.performance
 	$(PY) -m tools.demo
 
 test: venv lint ## Run the test suite: lint, then every tier (starts its own PostgreSQL, uvicorn, Prometheus, kube-apiserver)
@@ -46,6 +49,12 @@ bootstrap: venv ## Demo data + feast apply + materialize + train (idempotent; FO
 drift: venv $(BOOTSTRAPPED) ## Run the drift job (REF=YYYY-MM-DD CUR=YYYY-MM-DD; default: two latest; pushes to STREAMFLOW_PUSHGATEWAY_URL if set)
 	$(PY) -m jobs.drift $(if $(REF),--reference $(REF)) $(if $(CUR),--current $(CUR))
 
+retrain: venv $(BOOTSTRAPPED) ## Guarded retrain (MODE=dry-run|promote; default dry-run): acts only after repeated drift, promotes only a better challenger
+	$(PY) -m jobs.retrain $(if $(MODE),--mode $(MODE))
+
+performance: venv $(BOOTSTRAPPED) ## The served model's AUC, precision, recall, log loss and calibration on each labelled month
+	$(PY) -m jobs.performance
+
 train: venv ## Retrain the model on the oldest snapshot
 	$(PY) -m jobs.train
 
@@ -58,8 +67,9 @@ bench: venv $(BOOTSTRAPPED) ## Benchmarks (~10 min; not part of make test): metr
 dashboards: venv ## Regenerate charts/streamflow/dashboards/*.json from tools/monitoring/dashboards.py
 	$(PY) -m tools.monitoring.dashboards
 
-status-local: ## Show the embedded default's drift status (the local ConfigMap file)
+status-local: venv ## The embedded default's drift status (the local ConfigMap file) and the last runs of the history
 	@cat $(DATA_DIR)/status/streamflow-drift-status.json 2>/dev/null || echo "no drift status yet: run make drift"
+	@echo; $(PY) -m jobs.history --limit 10
 
 ##@ Kubernetes: kind or minikube (needs docker, kubectl, helm, and kind or minikube)
 # KPS_VERSION, KIND_NODE_IMAGE, MINIKUBE_KUBERNETES_VERSION, ... (one place for every version)
@@ -196,5 +206,5 @@ $(BOOTSTRAPPED):
 	$(PY) -m jobs.bootstrap
 	touch $@
 
-.PHONY: help demo test test-unit lint verify format serve soak bootstrap drift train bench observe dashboards status-local venv lock clean \
+.PHONY: help demo test test-unit lint verify format serve soak bootstrap drift retrain performance train bench observe dashboards status-local venv lock clean \
 	cluster monitoring images deploy drift-now status traffic grafana prometheus down

@@ -90,10 +90,11 @@ def to_utc(values: pd.Series) -> pd.Series:
     return pd.to_datetime(values, utc=True)
 
 
-def list_snapshots(engine: Engine) -> list[date]:
-    """Snapshot dates present in the profile table, oldest first."""
+def list_snapshots(engine: Engine, table: sa.Table = PROFILE_TABLE) -> list[date]:
+    """Snapshot dates present in `table` (default: the profile's; `labels` for the months whose
+    labels have arrived), oldest first."""
     with engine.connect() as conn:
-        rows = conn.execute(sa.select(PROFILE_TABLE.c[SNAPSHOT_TIMESTAMP]).distinct()).scalars().all()
+        rows = conn.execute(sa.select(snapshot_column(table)).distinct()).scalars().all()
     return sorted(set(to_utc(pd.Series(rows, dtype=object)).dt.date)) if rows else []
 
 

@@ -74,6 +74,26 @@ class Settings(BaseSettings):
         "http://127.0.0.1:9091); unset: no push",
     )
 
+    # --- guarded retraining (jobs/retrain.py) ------------------------------------------------
+    retrain_mode: Literal["dry-run", "promote"] = Field(
+        "dry-run",
+        description="dry-run: record and print what the retrain job would do and why; promote: "
+        "write a challenger that won into the model store, where the API picks it up",
+    )
+    retrain_breaches_in_row: int = Field(
+        2, ge=1, le=24, description="decided drift runs in a row that must have triggered retraining"
+    )
+    retrain_cooldown_days: float = Field(
+        30.0, ge=0.0, description="days after a promotion during which no other model is trained"
+    )
+    retrain_auc_margin: float = Field(
+        0.005,
+        ge=0.0,
+        le=0.5,
+        description="AUC by which the challenger must beat the champion on the held-out labelled "
+        "month (and its log loss must not be worse)",
+    )
+
     # --- API -------------------------------------------------------------------------------
     api_host: str = "127.0.0.1"
     api_port: int = Field(8000, ge=1, le=65535)

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from jobs import history
 from jobs.drift import push, report
 from jobs.drift.decision import Decision, decide, decision_line
 from jobs.drift.sinks import SinkError, StatusSink, decision_annotations, make_sink
@@ -130,6 +131,8 @@ def run(
         "job_version": __version__,
     }
     report.save(snapshot, report_dict, extra, html_path, json_path)
+    # History first: a run whose decision reached the ConfigMap is always in the history too.
+    history.record(engine, decided_run(decision, result))
     sink.annotate(decision_annotations(decision))
     if settings.pushgateway_url:  # after the annotation: a failed push must not lose the decision
         push.push(
@@ -151,6 +154,39 @@ def run(
         seconds=round(time.perf_counter() - started, 2),
     )
     return decision
+
+
+def decided_run(decision: Decision, result: report.DriftResult) -> history.DriftRunRecord:
+    return history.DriftRunRecord(
+        exit_code=ExitCode.OK,
+        threshold=decision.threshold,
+        job_version=decision.job_version,
+        reference=decision.reference,
+        current=decision.current,
+        decision=decision.action,
+        drift_share=decision.drift_share,
+        target_drift=decision.target_drift,
+        feature_scores={f.column: f.score for f in result.features},
+        drifted_features=list(decision.drifted_features),
+        report_html=decision.report_html,
+        report_json=decision.report_json,
+    )
+
+
+def record_failure(settings: Settings, args: argparse.Namespace, threshold: float, code: int, reason: str) -> None:
+    """Best effort: the failure goes into the history unless the database is what failed."""
+    failed = history.DriftRunRecord(
+        exit_code=code,
+        threshold=threshold,
+        job_version=__version__,
+        reference=args.reference or settings.drift_reference,
+        current=args.current or settings.drift_current,
+        error=reason,
+    )
+    try:
+        history.record(db.make_engine(settings), failed)
+    except SQLAlchemyError as exc:
+        log_event(log, "failed run not recorded in the history", logging.WARNING, error=first_line(exc))
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -228,6 +264,7 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(exc, SQLAlchemyError):
             reason = f"database {settings.database_url_safe} unusable: {type(exc).__name__}: {reason}"
         log.debug("drift job failure", exc_info=True)
+        record_failure(settings, args, threshold, code, reason)
         log_event(log, "drift job failed", logging.ERROR, kind=kind, reason=reason, exit_code=code)
         print(f"drift job failed ({kind}): {reason}", file=sys.stderr)
         return code

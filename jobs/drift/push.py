@@ -78,22 +78,22 @@ def build_registry(
     return registry
 
 
-def push(url: str, registry: CollectorRegistry) -> bool:
-    """PUT the run's metrics to the Pushgateway; False (and a warning naming the URL) on failure."""
+def push(url: str, registry: CollectorRegistry, job: str = PUSH_JOB) -> bool:
+    """PUT a job's metrics to the Pushgateway (replacing its group); False (and a warning naming
+    the URL) on failure: the job's record is elsewhere, its metrics are only a view of it."""
     started = time.perf_counter()
     try:
-        push_to_gateway(url, job=PUSH_JOB, registry=registry, timeout=PUSH_TIMEOUT_SECONDS)
+        push_to_gateway(url, job=job, registry=registry, timeout=PUSH_TIMEOUT_SECONDS)
     except Exception as exc:  # urllib raises URLError, HTTPError, OSError, ValueError for bad URLs
         reason = first_line(exc)
         log_event(
             log,
-            "pushgateway push failed; the decision is recorded, its metrics are not",
+            "pushgateway push failed; the outcome is recorded, its metrics are not",
             logging.WARNING,
             pushgateway=url,
+            job=job,
             reason=reason,
         )
         return False
-    log_event(
-        log, "drift metrics pushed", pushgateway=url, job=PUSH_JOB, seconds=round(time.perf_counter() - started, 3)
-    )
+    log_event(log, "metrics pushed", pushgateway=url, job=job, seconds=round(time.perf_counter() - started, 3))
     return True
