@@ -15,7 +15,15 @@ from tests.support.processes import REPO_ROOT
 # bootstrap Job (datagen, train and bootstrap are also run on their own).
 IMAGE_ENTRY_POINTS = {
     "api": ("api.__main__", "api.main", "api.smoke"),
-    "jobs": ("jobs.drift.__main__", "jobs.bootstrap", "jobs.train", "jobs.datagen"),
+    "jobs": (
+        "jobs.drift.__main__",
+        "jobs.bootstrap",
+        "jobs.train",
+        "jobs.datagen",
+        "jobs.retrain",
+        "jobs.performance",
+        "jobs.history",
+    ),
 }
 
 # Modules an image's processes load although no import statement names them, so the import
