@@ -1,7 +1,8 @@
 """`make bench`: run the benchmarks, print a table, write reports/bench.json.
 
-    python -m tools.bench [--only overhead,throughput,latency,drift] [--rounds 3] [--seconds 8]
-                               [--drift-users 100000,1000000] [--store-users 1000,1000000]
+    python -m tools.bench [--only overhead,throughput,latency,drift,retrain] [--rounds 3] [--seconds 8]
+                          [--drift-users 100000,1000000] [--store-users 1000,1000000]
+                          [--retrain-users 5000,100000]
 
 Bench data (generated and bootstrapped once per size, then reused) lives under
 <data_dir>/bench; the throughput servers read the demo data set (make bootstrap).
@@ -20,7 +21,7 @@ from pathlib import Path
 from streamflow import __version__
 from streamflow.settings import get_settings
 
-PARTS = ("overhead", "throughput", "latency", "drift")
+PARTS = ("overhead", "throughput", "latency", "drift", "retrain")
 
 
 def _sizes(text: str) -> list[int]:
@@ -48,6 +49,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--lookups", type=int, default=3000, help="in-process predictions per store")
     parser.add_argument("--store-users", type=_sizes, default=[1000, 1_000_000], help="small,large online store")
     parser.add_argument("--drift-users", type=_sizes, default=[100_000, 1_000_000], help="users per month")
+    parser.add_argument("--retrain-users", type=_sizes, default=[5000, 100_000], help="users per month")
     parser.add_argument(
         "--sample-rows",
         type=int,
@@ -92,6 +94,16 @@ def main(argv: list[str] | None = None) -> int:
                 f"{results[f'drift_peak_rss_mb_{label}']:.0f} MB, "
                 f"{results[f'drift_vs_scipy_ratio_{label}']:.1f}x scipy"
             )
+
+    if "retrain" in parts:
+        from tools.bench import latency, retrain
+
+        for n_users in args.retrain_users:
+            label = _label(n_users)
+            step(f"retrain: bootstrapped data set of {n_users:,} users (built once, then reused)")
+            data = latency.bootstrapped(bench_dir / f"store-{label}", n_users, settings.seed)
+            results |= retrain.measure(data, label)
+            step(f"retrain {label}: {results[f'retrain_seconds_{label}']:.1f} s")
 
     if "latency" in parts:
         from tools.bench import latency

@@ -9,9 +9,6 @@ whose peak RSS is read from the kernel (wait4).
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +23,7 @@ from streamflow.datasets import load_snapshot
 from streamflow.drift import DISTANCE_THRESHOLD
 from streamflow.features import CATEGORICAL_FEATURES, NUMERICAL_FEATURES, TARGET
 from streamflow.settings import Settings
+from tools.bench.child import run_measured
 
 MONTH_INDEXES = (1, 2)  # the months that drift
 REFERENCE, CURRENT = (datagen.SNAPSHOT_DATES[i] for i in MONTH_INDEXES)
@@ -48,36 +46,13 @@ def data_set(data_dir: Path, n_users: int, seed: int) -> Settings:
 
 
 def run_job(settings: Settings, extra_args: tuple[str, ...] = ()) -> JobRun:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMFLOW_")}
-    env |= {
-        "STREAMFLOW_DATA_DIR": str(settings.data_dir),
-        "STREAMFLOW_REPORTS_DIR": str(settings.reports_dir),
-        "STREAMFLOW_LOG_FORMAT": "json",
-        "STREAMFLOW_N_USERS": str(settings.n_users),
-    }
-    args = [
-        sys.executable,
-        "-m",
-        "jobs.drift",
-        "--reference",
-        REFERENCE.isoformat(),
-        "--current",
-        CURRENT.isoformat(),
-        *extra_args,
-    ]
-    started = time.perf_counter()
-    process = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    assert process.stdout is not None
-    output = process.stdout.read()
-    _, status, usage = os.wait4(process.pid, 0)
-    seconds = time.perf_counter() - started
-    process.returncode = os.waitstatus_to_exitcode(status)
-    if process.returncode != 0:
-        raise RuntimeError(f"drift job exited {process.returncode} on {settings.data_dir}: {output[-500:]}")
-    report_json = output.strip().splitlines()[-1].split("report_json=", 1)[1].split()[0]
+    child = run_measured(
+        settings, "jobs.drift", "--reference", REFERENCE.isoformat(), "--current", CURRENT.isoformat(), *extra_args
+    )
+    report_json = child.stdout.strip().splitlines()[-1].split("report_json=", 1)[1].split()[0]
     section = json.loads(Path(report_json).read_text())["streamflow"]
     scores = {f["column"]: f["score"] for f in section["features"]} | {TARGET: section["target"]["score"]}
-    return JobRun(seconds, usage.ru_maxrss / 1024, scores)  # ru_maxrss is in KiB on Linux
+    return JobRun(child.seconds, child.peak_rss_mb, scores)
 
 
 def _numerical(reference: np.ndarray, current: np.ndarray) -> float:
