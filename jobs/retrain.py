@@ -28,20 +28,25 @@ from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
 import sqlalchemy as sa
+from prometheus_client import CollectorRegistry, Gauge
 from sklearn.metrics import log_loss, roc_auc_score
 from sqlalchemy.exc import SQLAlchemyError
 
 from jobs import history, train
+from jobs.drift.push import push
+from jobs.drift.sinks import SinkError, StatusEvent, make_sink
 from jobs.history import RetrainAttempt, RetrainOutcome
 from streamflow import __version__, db, model
 from streamflow.datasets import SnapshotError, snapshot_frame
-from streamflow.drift import Action, ExitCode
+from streamflow.drift import ANNOTATION_PREFIX, Action, ExitCode
 from streamflow.feature_repo import open_store
 from streamflow.features import TARGET, encode_frame
 from streamflow.logs import configure_logging, first_line, log_event
 from streamflow.settings import Settings
 
 log = logging.getLogger("streamflow.retrain")
+
+PUSH_JOB = "streamflow-retrain"  # its own Pushgateway group
 
 
 @dataclass(frozen=True)
@@ -211,6 +216,75 @@ def attempt_line(result: RetrainAttempt) -> str:
     return f"[retrain] mode={result.mode} breaches={result.breaches} -> {result.outcome}: {result.reason}"
 
 
+EVENT_REASONS = {
+    RetrainOutcome.WAITING: "RetrainWaiting",
+    RetrainOutcome.COOLDOWN: "RetrainCooldown",
+    RetrainOutcome.KEPT_CHAMPION: "ChampionKept",
+    RetrainOutcome.WOULD_PROMOTE: "ChallengerWouldWin",
+    RetrainOutcome.PROMOTED: "ChallengerPromoted",
+}
+
+
+def attempt_annotations(result: RetrainAttempt) -> dict[str, str]:
+    """The attempt on the status ConfigMap, beside the drift decision (every value a string)."""
+    fields = {
+        "retrain-outcome": str(result.outcome),
+        "retrain-reason": result.reason,
+        "retrain-mode": result.mode,
+        "retrain-breaches": str(result.breaches),
+        "retrain-champion": result.champion_version or "",
+        "retrain-challenger": result.challenger_version or "",
+        "retrain-finished-at": result.finished_at.isoformat(timespec="seconds"),
+    }
+    return {ANNOTATION_PREFIX + k: v for k, v in fields.items()}
+
+
+def attempt_event(result: RetrainAttempt) -> StatusEvent:
+    """A Warning when a model was promoted: what serves has changed."""
+    return StatusEvent(
+        EVENT_REASONS[result.outcome],
+        f"mode={result.mode} outcome={result.outcome} {result.reason}",
+        warning=result.outcome is RetrainOutcome.PROMOTED,
+    )
+
+
+def build_registry(result: RetrainAttempt) -> CollectorRegistry:
+    """The attempt as metrics for the dashboards (Pushgateway group `streamflow-retrain`)."""
+    registry = CollectorRegistry()
+
+    def gauge(name: str, documentation: str, labels: tuple[str, ...] = ()) -> Gauge:
+        return Gauge(name, documentation, labels, registry=registry)
+
+    gauge(
+        "streamflow_retrain_attempt_info",
+        "The last retrain attempt's outcome and models (value 1).",
+        ("outcome", "mode", "champion", "challenger"),
+    ).labels(str(result.outcome), result.mode, result.champion_version or "", result.challenger_version or "").set(1)
+    gauge("streamflow_retrain_breaches_in_row", "Drift runs in a row that triggered retraining.").set(result.breaches)
+    gauge("streamflow_retrain_promoted", "1 when the last attempt promoted a new model.").set(
+        int(result.outcome is RetrainOutcome.PROMOTED)
+    )
+    gauge("streamflow_retrain_last_attempt_timestamp_seconds", "Unix time of the last attempt.").set(
+        result.finished_at.timestamp()
+    )
+    scores = gauge("streamflow_retrain_auc", "Held-out AUC of the last duel, by model role.", ("role",))
+    for role, auc in (("champion", result.champion_auc), ("challenger", result.challenger_auc)):
+        if auc is not None:
+            scores.labels(role).set(auc)
+    return registry
+
+
+def record_failure(settings: Settings, reason: str) -> None:
+    """Best effort: the failure goes into the history unless the database is what failed."""
+    try:
+        history.record(
+            db.make_engine(settings),
+            RetrainAttempt(settings.retrain_mode, RetrainOutcome.FAILED, reason, 0, __version__),
+        )
+    except SQLAlchemyError as exc:
+        log_event(log, "failed attempt not recorded in the history", logging.WARNING, error=first_line(exc))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m jobs.retrain", description=__doc__.split("\n")[0])
     parser.add_argument("--mode", choices=["dry-run", "promote"], help="default: STREAMFLOW_RETRAIN_MODE (dry-run)")
@@ -221,21 +295,25 @@ def main(argv: list[str] | None = None) -> int:
         print(f"retrain job failed (bad settings): {exc}".replace("\n", " "), file=sys.stderr)
         return ExitCode.USAGE
     configure_logging(settings.log_level, settings.log_format)
+    failures: list[tuple[tuple[type[BaseException], ...], ExitCode, str]] = [
+        ((SnapshotError, SQLAlchemyError, model.ModelArtifactError), ExitCode.DATA, "data"),
+        ((SinkError,), ExitCode.SINK, "status not recorded"),
+    ]
     try:
+        sink = make_sink(settings)
         result = attempt(settings)
-    except (SnapshotError, SQLAlchemyError, model.ModelArtifactError) as exc:
+        sink.annotate(attempt_annotations(result), attempt_event(result))
+    except tuple(t for types, _, _ in failures for t in types) as exc:
+        code, kind = next((code, kind) for types, code, kind in failures if isinstance(exc, types))
         reason = first_line(exc)
-        log_event(log, "retrain job failed", logging.ERROR, reason=reason)
-        try:
-            history.record(
-                db.make_engine(settings),
-                RetrainAttempt(settings.retrain_mode, RetrainOutcome.FAILED, reason, 0, __version__),
-            )
-        except SQLAlchemyError as record_error:
-            log_event(log, "failed attempt not recorded", logging.WARNING, error=first_line(record_error))
-        print(f"retrain job failed (data): {reason}", file=sys.stderr)
-        return ExitCode.DATA
+        log_event(log, "retrain job failed", logging.ERROR, kind=kind, reason=reason, exit_code=code)
+        if code == ExitCode.DATA:
+            record_failure(settings, reason)
+        print(f"retrain job failed ({kind}): {reason}", file=sys.stderr)
+        return code
     log_event(log, "retrain attempt", outcome=str(result.outcome), reason=result.reason, mode=result.mode)
+    if settings.pushgateway_url:  # after the record and the annotation: a failed push loses nothing
+        push(settings.pushgateway_url, build_registry(result), job=PUSH_JOB)
     print(attempt_line(result), flush=True)
     return ExitCode.OK
 

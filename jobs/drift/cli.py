@@ -28,7 +28,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from jobs import history
 from jobs.drift import push, report
 from jobs.drift.decision import Decision, decide, decision_line
-from jobs.drift.sinks import SinkError, StatusSink, decision_annotations, make_sink
+from jobs.drift.sinks import SinkError, StatusSink, decision_annotations, decision_event, make_sink
 from streamflow import __version__, db
 from streamflow.datasets import SnapshotError, load_snapshot, sample_rows
 from streamflow.drift import ExitCode
@@ -133,7 +133,7 @@ def run(
     report.save(snapshot, report_dict, extra, html_path, json_path)
     # History first: a run whose decision reached the ConfigMap is always in the history too.
     history.record(engine, decided_run(decision, result))
-    sink.annotate(decision_annotations(decision))
+    sink.annotate(decision_annotations(decision), decision_event(decision))
     if settings.pushgateway_url:  # after the annotation: a failed push must not lose the decision
         push.push(
             settings.pushgateway_url,

@@ -12,6 +12,7 @@ import logging
 import os
 import socket
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
@@ -32,6 +33,23 @@ EVENT_FIELDS = ("decision", "drift-share", "threshold", "target-drift", "referen
 
 class SinkError(Exception):
     """The status could not be recorded; the previous status is unchanged."""
+
+
+@dataclass(frozen=True)
+class StatusEvent:
+    """A Kubernetes Event to record on the status ConfigMap beside its annotations."""
+
+    reason: str  # CamelCase, e.g. RetrainingTriggered
+    message: str
+    warning: bool = False
+
+
+def decision_event(d: Decision) -> StatusEvent:
+    """The Event of a drift decision: a Warning when it triggers retraining."""
+    values = decision_annotations(d)
+    message = " ".join(f"{key}={values.get(ANNOTATION_PREFIX + key, '')}" for key in EVENT_FIELDS)
+    retrain = d.action is Action.RETRAIN
+    return StatusEvent("RetrainingTriggered" if retrain else "NoDriftAction", message, warning=retrain)
 
 
 def decision_annotations(d: Decision) -> dict[str, str]:
@@ -56,7 +74,7 @@ def decision_annotations(d: Decision) -> dict[str, str]:
 class StatusSink(Protocol):
     def describe(self) -> str: ...
 
-    def annotate(self, values: dict[str, str]) -> None: ...
+    def annotate(self, values: dict[str, str], event: StatusEvent | None = None) -> None: ...
 
 
 class FileConfigMapSink:
@@ -81,7 +99,8 @@ class FileConfigMapSink:
         except ValueError as exc:
             raise SinkError(f"status file {self.path} is not valid JSON ({exc}); fix or remove it") from None
 
-    def annotate(self, values: dict[str, str]) -> None:
+    def annotate(self, values: dict[str, str], event: StatusEvent | None = None) -> None:
+        """Merge the annotations into the file; a file has no Events, so `event` is only logged."""
         configmap = self.read()
         configmap.setdefault("metadata", {}).setdefault("annotations", {}).update(values)
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -123,7 +142,7 @@ class KubernetesConfigMapSink:
     def describe(self) -> str:
         return f"configmap:{self.namespace}/{self.name}"
 
-    def annotate(self, values: dict[str, str]) -> None:
+    def annotate(self, values: dict[str, str], event: StatusEvent | None = None) -> None:
         from kubernetes.client.exceptions import ApiException
         from urllib3.exceptions import HTTPError
 
@@ -131,7 +150,8 @@ class KubernetesConfigMapSink:
         for attempt in range(1, CONFLICT_RETRIES + 1):
             try:
                 patched = self._api.patch_namespaced_config_map(self.name, self.namespace, body, _request_timeout=30)
-                self._record_event(values, getattr(patched.metadata, "uid", None))
+                if event is not None:
+                    self._record_event(event, getattr(patched.metadata, "uid", None))
                 return
             except ApiException as exc:
                 if exc.status == 409 and attempt < CONFLICT_RETRIES:
@@ -148,16 +168,12 @@ class KubernetesConfigMapSink:
             except HTTPError as exc:
                 raise SinkError(f"cannot reach the Kubernetes API to patch {self.describe()}: {exc}") from None
 
-    def _record_event(self, values: dict[str, str], configmap_uid: str | None) -> None:
+    def _record_event(self, status_event: StatusEvent, configmap_uid: str | None) -> None:
         """A Kubernetes Event on the ConfigMap, so `kubectl describe` and event exporters see each
-        decision. The decision is already recorded: an Event that fails is only a warning."""
+        outcome. The outcome is already recorded: an Event that fails is only a warning."""
         from kubernetes.client.exceptions import ApiException
         from urllib3.exceptions import HTTPError
 
-        decision = values.get(ANNOTATION_PREFIX + "decision")
-        if decision is None:
-            return
-        retrain = decision == Action.RETRAIN
         now = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
         event = {
             "metadata": {"generateName": f"{self.name}.", "namespace": self.namespace},
@@ -168,9 +184,9 @@ class KubernetesConfigMapSink:
                 "namespace": self.namespace,
                 "uid": configmap_uid,
             },
-            "reason": "RetrainingTriggered" if retrain else "NoDriftAction",
-            "message": " ".join(f"{key}={values.get(ANNOTATION_PREFIX + key, '')}" for key in EVENT_FIELDS),
-            "type": "Warning" if retrain else "Normal",
+            "reason": status_event.reason,
+            "message": status_event.message,
+            "type": "Warning" if status_event.warning else "Normal",
             "firstTimestamp": now,
             "lastTimestamp": now,
             "count": 1,
@@ -184,7 +200,7 @@ class KubernetesConfigMapSink:
             status = getattr(exc, "status", None) or type(exc).__name__
             log_event(
                 log,
-                "decision recorded, but its Kubernetes Event was not created",
+                "outcome recorded, but its Kubernetes Event was not created",
                 logging.WARNING,
                 configmap=self.describe(),
                 error=str(status),

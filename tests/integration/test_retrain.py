@@ -14,8 +14,10 @@ from jobs import history, retrain
 from jobs.history import RetrainOutcome
 from streamflow import db, model
 from streamflow.datasets import load_snapshot
+from streamflow.drift import ANNOTATION_PREFIX
 from streamflow.features import TARGET, encode_frame
 from streamflow.settings import Settings
+from tests.support.drift import read_status
 from tests.support.processes import TEST_USERS, data_env, must_succeed, run_module
 
 
@@ -38,6 +40,9 @@ def test_one_breach_waits_for_a_second(copy: Path) -> None:
     assert "waiting for 1 more breach" in line
     [recorded] = history.recent_attempts(db.make_engine(settings_of(copy)))
     assert recorded.outcome is RetrainOutcome.WAITING and recorded.breaches == 1
+    notes = read_status(settings_of(copy))["metadata"]["annotations"]
+    assert notes[ANNOTATION_PREFIX + "retrain-outcome"] == "waiting"
+    assert notes[ANNOTATION_PREFIX + "decision"] == "RETRAINING_TRIGGERED"  # the drift decision stays
 
 
 def test_a_challenger_that_does_not_win_by_the_margin_is_refused(copy: Path) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date
 
 from jobs.drift.decision import Decision, decide, decision_line
-from jobs.drift.sinks import decision_annotations
+from jobs.drift.sinks import decision_annotations, decision_event
 from streamflow import db
 from streamflow.drift import ANNOTATION_PREFIX, Action
 from streamflow.features import FEATURE_GROUPS
@@ -52,3 +52,11 @@ def test_annotations_are_strings_under_the_prefix_with_the_decision() -> None:
     assert all(key.startswith(ANNOTATION_PREFIX) and isinstance(value, str) for key, value in notes.items())
     assert notes[ANNOTATION_PREFIX + "decision"] == "RETRAINING_TRIGGERED"
     assert notes[ANNOTATION_PREFIX + "drift-share"] == "0.5000"
+
+
+def test_a_decision_event_warns_only_when_it_triggers_retraining() -> None:
+    retrain, calm = decision_event(_decision(0.5, 0.2217)), decision_event(_decision(0.06, 0.0))
+    assert (retrain.reason, retrain.warning) == ("RetrainingTriggered", True)
+    assert (calm.reason, calm.warning) == ("NoDriftAction", False)
+    assert retrain.message.startswith("decision=RETRAINING_TRIGGERED drift-share=0.5000 threshold=0.30 ")
+    assert "reference=2024-01-31 current=2024-02-29" in retrain.message

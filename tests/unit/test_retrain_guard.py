@@ -61,3 +61,35 @@ def test_a_recent_promotion_cools_down() -> None:
 def test_the_challenger_must_win_by_the_margin_without_a_worse_log_loss(challenger: Scores, wins: bool) -> None:
     won, comparison = challenger_wins(Scores(auc=0.800, log_loss=0.40), challenger, margin=0.005)
     assert won is wins and f"{challenger.auc:.4f}" in comparison
+
+
+def test_an_attempt_is_annotated_evented_and_pushed_with_its_outcome() -> None:
+    from prometheus_client import generate_latest
+
+    from jobs.history import RetrainAttempt
+    from jobs.retrain import attempt_annotations, attempt_event, build_registry
+    from streamflow.drift import ANNOTATION_PREFIX
+
+    promoted = RetrainAttempt(
+        "promote",
+        RetrainOutcome.PROMOTED,
+        "won",
+        2,
+        "0.1.0",
+        NOW,
+        champion_version="old",
+        challenger_version="new",
+        champion_auc=0.71,
+        challenger_auc=0.79,
+    )
+    notes = attempt_annotations(promoted)
+    assert notes[ANNOTATION_PREFIX + "retrain-outcome"] == "promoted"
+    assert notes[ANNOTATION_PREFIX + "retrain-challenger"] == "new" and all(isinstance(v, str) for v in notes.values())
+    event = attempt_event(promoted)
+    assert (event.reason, event.warning) == ("ChallengerPromoted", True)
+    assert attempt_event(RetrainAttempt("dry-run", RetrainOutcome.WAITING, "1 of 2", 1, "0")).warning is False
+    text = generate_latest(build_registry(promoted)).decode()
+    assert (
+        'streamflow_retrain_attempt_info{challenger="new",champion="old",mode="promote",outcome="promoted"} 1.0' in text
+    )
+    assert 'streamflow_retrain_auc{role="challenger"} 0.79' in text and "streamflow_retrain_promoted 1.0" in text

@@ -16,7 +16,7 @@ import pytest
 import yaml
 from kubernetes import client
 
-from jobs.drift.sinks import FileConfigMapSink, KubernetesConfigMapSink, SinkError
+from jobs.drift.sinks import FileConfigMapSink, KubernetesConfigMapSink, SinkError, StatusEvent
 
 
 def test_file_sink_merges_annotations_and_keeps_others(tmp_path: Path) -> None:
@@ -135,11 +135,14 @@ DECISION = {
     "drift.streamflow.io/drift-share": "0.5000",
     "drift.streamflow.io/threshold": "0.30",
 }
+EVENT = StatusEvent(
+    "RetrainingTriggered", "decision=RETRAINING_TRIGGERED drift-share=0.5000 threshold=0.30", warning=True
+)
 
 
 @pytest.mark.parametrize("api_server", [[200]], indirect=True)
 def test_each_decision_is_also_an_event_on_the_configmap(api_server: FakeApiServer) -> None:
-    _sink(api_server).annotate(DECISION)
+    _sink(api_server).annotate(DECISION, EVENT)
     assert len(api_server.events) == 1
     event = api_server.events[0]
     assert event["path"] == "/api/v1/namespaces/ml/events"
@@ -157,7 +160,7 @@ def test_each_decision_is_also_an_event_on_the_configmap(api_server: FakeApiServ
 
 @pytest.mark.parametrize("api_server", [([200], [403])], indirect=True)
 def test_a_refused_event_does_not_undo_the_recorded_decision(api_server: FakeApiServer, caplog) -> None:
-    _sink(api_server).annotate(DECISION)  # no SinkError: the annotations landed
+    _sink(api_server).annotate(DECISION, EVENT)  # no SinkError: the annotations landed
     assert len(api_server.requests) == 1 and len(api_server.events) == 1
     assert "Event was not created" in caplog.text
 
@@ -169,7 +172,7 @@ def test_a_refused_event_does_not_undo_the_recorded_decision(api_server: FakeApi
 )
 def test_refusals_are_one_line_errors(api_server: FakeApiServer, needle: str) -> None:
     with pytest.raises(SinkError) as caught:
-        _sink(api_server).annotate({"drift.streamflow.io/decision": "NO_ACTION"})
+        _sink(api_server).annotate({"drift.streamflow.io/decision": "NO_ACTION"}, EVENT)
     message = str(caught.value)
     assert needle in message and "\n" not in message and "ml/streamflow-drift-status" in message
     expected_attempts = 5 if needle == "still conflicting" else 1  # only conflicts are retried
