@@ -113,7 +113,7 @@ images: ## Build the API and jobs images and load them into the cluster
 # No --wait: Helm waits for the bootstrap hook Job (data, Feast, model); the API turns ready after it.
 deploy: ## Install or upgrade the chart, then wait for the API (HELM_ARGS= for more flags)
 	$(HELM) upgrade --install $(RELEASE) charts/streamflow -n $(NAMESPACE) --create-namespace \
-	  --set image.tag=$(VERSION) \
+	  --set api.image.tag=$(VERSION),bootstrap.image.tag=$(VERSION),drift.image.tag=$(VERSION) \
 	  --set serviceMonitor.additionalLabels.release=$(KPS_RELEASE) \
 	  --set prometheusRule.additionalLabels.release=$(KPS_RELEASE) \
 	  --set networkPolicy.prometheus.namespace=$(KPS_NAMESPACE) \

@@ -97,6 +97,9 @@ def test_chart_version_is_the_project_version() -> None:
         (["--set", "drift.sampleRows=10"], "/drift/sampleRows"),  # too few to judge drift by
         (["--set", "api.predictionCache.size=-1"], "/api/predictionCache/size"),
         (["--set", "api.modelRuntime=onnx"], "/api/modelRuntime"),
+        (["--set", "image.tag=0.1.0"], ""),  # the former image.prefix/image.tag: refused, not ignored
+        (["--set", "api.image.digest=sha256:abc"], "/api/image/digest"),
+        (["--set", "pushgateway.image.tag="], "/pushgateway/image/tag"),  # neither a tag nor a digest
     ],
 )
 def test_values_schema_rejects_wrong_types(setting: list[str], path: str) -> None:
@@ -513,12 +516,11 @@ def test_dockerfile_passes_hadolint_and_runs_as_non_root() -> None:
     runtime = text.split("AS runtime", 1)[1].split("\nFROM ", 1)[0]
     assert re.search(r"(?m)^USER 10001:10001$", runtime)
     assert re.search(r"(?m)^ARG PYTHON_IMAGE=python:\d+\.\d+\.\d+-slim-\w+$", text), "pinned slim base"
-    # the chart's image names (streamflow-<target>) are the Dockerfile's targets
-    assert (
-        set(re.findall(r'"target" "(\w+)"', "".join(p.read_text() for p in (CHART / "templates").rglob("*.yaml"))))
-        == set(re.findall(r"--target (\w+)", text))
-        == {"api", "jobs"}
-    )
+    # the chart's own image repositories (streamflow-<target>) are the Dockerfile's targets
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    repositories = {values[workload]["image"]["repository"] for workload in ("api", "drift", "bootstrap")}
+    assert repositories == {f"streamflow-{target}" for target in re.findall(r"--target (\w+)", text)}
+    assert repositories == {"streamflow-api", "streamflow-jobs"}
 
 
 # --- the commands users run ---------------------------------------------------------------------------

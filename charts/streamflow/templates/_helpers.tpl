@@ -48,10 +48,25 @@ app.kubernetes.io/part-of: streamflow
 {{- end }}
 
 {{/* Images ------------------------------------------------------------------------------ */}}
-{{/* Call with (dict "ctx" $ "target" "api"): streamflow-api / streamflow-jobs, the targets of the Dockerfile. */}}
+{{/* A container's image and pull policy from an image's values: [registry/]repository, then
+@digest when one is set (a digest names one build for good, so it wins over the tag), else :tag.
+StreamFlow's own images default their tag to the chart's appVersion (the project version the
+images are built at); call with (dict "image" .Values.api.image "defaultTag" .Chart.AppVersion),
+or without defaultTag for third-party images, whose tag or digest the schema requires. */}}
 {{- define "streamflow.image" -}}
-{{- printf "%sstreamflow-%s:%s" .ctx.Values.image.prefix .target (default .ctx.Chart.AppVersion .ctx.Values.image.tag) }}
+{{- $ref := .image.repository }}
+{{- with .image.registry }}
+{{- $ref = printf "%s/%s" (trimSuffix "/" .) $ref }}
 {{- end }}
+{{- if .image.digest }}
+{{- $ref = printf "%s@%s" $ref .image.digest }}
+{{- else }}
+{{- $ref = printf "%s:%s" $ref (default .defaultTag .image.tag) }}
+{{- end -}}
+image: {{ $ref | quote }}
+imagePullPolicy: {{ .image.pullPolicy }}
+{{- end }}
+
 
 {{/* Security: Pod Security Standard "restricted" on every pod -------------------------- */}}
 {{/* Call with (dict "user" 10001 "group" 10001 "fsGroup" 10001). */}}
@@ -136,8 +151,8 @@ database URL as file streamflow_database_url (pydantic-settings reads it as STRE
 {{/* checkov skips every StreamFlow workload shares, with their reasons (checkov reads them
 from these annotations). Numbered 1-2: a template adds its own from 3 on. */}}
 {{- define "streamflow.checkovImageSkips" -}}
-checkov.io/skip1: "CKV_K8S_43=Images are built locally by make images and loaded into kind/minikube; no registry digest exists. Set image.tag to an immutable version."
-checkov.io/skip2: "CKV_K8S_15=pullPolicy Always would fail for images loaded with kind load / minikube image load; it is a value (image.pullPolicy)."
+checkov.io/skip1: "CKV_K8S_43=Images are built locally by make images and loaded into kind/minikube; no registry digest exists. Set the workload's image.digest (or an immutable image.tag) once pushed."
+checkov.io/skip2: "CKV_K8S_15=pullPolicy Always would fail for images loaded with kind load / minikube image load; it is a value (the workload's image.pullPolicy)."
 {{- end }}
 
 {{- define "streamflow.imagePullSecrets" -}}
