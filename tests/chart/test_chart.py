@@ -100,6 +100,9 @@ def test_chart_version_is_the_project_version() -> None:
         (["--set", "image.tag=0.1.0"], ""),  # the former image.prefix/image.tag: refused, not ignored
         (["--set", "api.image.digest=sha256:abc"], "/api/image/digest"),
         (["--set", "pushgateway.image.tag="], "/pushgateway/image/tag"),  # neither a tag nor a digest
+        (["--set", "drift.tolerations[0].operator=Maybe"], "/drift/tolerations/0/operator"),
+        (["--set", "bootstrap.extraEnv[0].value=x"], "/bootstrap/extraEnv/0"),  # an EnvVar needs its name
+        (["--set", "tests.priorityClassName=High"], "/tests/priorityClassName"),
     ],
 )
 def test_values_schema_rejects_wrong_types(setting: list[str], path: str) -> None:

@@ -1,9 +1,11 @@
 """What users set on this chart the way they set it on the charts they know (kube-prometheus-stack,
-prometheus-pushgateway): images as registry / repository / tag / digest. Rendered by the real
-Helm CLI (tests/support/chart.py)."""
+prometheus-pushgateway): images as registry / repository / tag / digest and the same pod options
+on every workload. Rendered by the real Helm CLI (tests/support/chart.py);
+tests/chart/test_apiserver.py admits the ci/ scenarios on a real API server."""
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 from typing import Any
@@ -14,11 +16,14 @@ import yaml
 from tests.support.chart import (
     CHART,
     POD_KINDS,
+    env_of,
     one,
     pod_spec,
+    pod_template,
     render,
 )
 from tests.support.processes import REPO_ROOT
+from tools import toolchain
 
 CHART_META = yaml.safe_load((CHART / "Chart.yaml").read_text())
 VALUES = yaml.safe_load((CHART / "values.yaml").read_text())
@@ -34,6 +39,21 @@ WORKLOADS = {
     "tests": ("Pod", "streamflow-test-api"),
 }
 IMAGES = [path for path in WORKLOADS if path != "tests"]  # the test pod runs api.image
+POD_OPTIONS: dict[str, Any] = {
+    "podAnnotations": {"example.com/owner": "churn-team"},
+    "podLabels": {"example.com/team": "ml"},
+    "nodeSelector": {"kubernetes.io/arch": "arm64"},
+    "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "ml", "effect": "NoSchedule"}],
+    "affinity": {
+        "nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [{"matchExpressions": [{"key": "pool", "operator": "In", "values": ["ml"]}]}]
+            }
+        }
+    },
+    "priorityClassName": "streamflow-high",
+    "extraEnv": [{"name": "EXTRA_SETTING", "value": "on"}],
+}
 
 
 def at(path: str, value: Any) -> dict:
@@ -51,6 +71,18 @@ def lookup(values: dict, path: str) -> Any:
 
 def workload(objects: list[dict], path: str) -> dict:
     return one(objects, *WORKLOADS[path])
+
+
+def selectors(objects: list[dict]) -> list:
+    """Every label selector of the rendering: what must never see a user's podLabels."""
+    found: list = []
+    for obj in objects:
+        spec = obj.get("spec", {})
+        if obj["kind"] in {"Deployment", "StatefulSet", "PodDisruptionBudget", "ServiceMonitor", "Service"}:
+            found.append(spec["selector"])
+        elif obj["kind"] == "NetworkPolicy":
+            found += [spec["podSelector"], *(peer for rule in spec.get("ingress", []) for peer in rule["from"])]
+    return found
 
 
 @pytest.fixture(scope="module")
@@ -116,3 +148,49 @@ def _merge(left: dict, right: dict) -> dict:
     for key, value in right.items():
         merged[key] = _merge(merged[key], value) if isinstance(value, dict) and key in merged else value
     return merged
+
+
+# --- pod options -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", WORKLOADS)
+def test_each_workload_takes_the_pod_options_on_its_own_pod_only(path: str, default_objects) -> None:
+    objects = render("default", at(path, POD_OPTIONS))
+    pod = pod_template(workload(objects, path))
+    spec = pod["spec"]
+    assert pod["metadata"]["labels"]["example.com/team"] == "ml"
+    assert pod["metadata"]["annotations"]["example.com/owner"] == "churn-team"
+    for key in ("nodeSelector", "tolerations", "affinity", "priorityClassName"):
+        assert spec[key] == POD_OPTIONS[key], key
+    # extra variables come after the chart's own, which stay as they were
+    before = [e["name"] for e in pod_spec(workload(default_objects, path))["containers"][0].get("env", [])]
+    assert [e["name"] for e in spec["containers"][0]["env"]] == [*before, "EXTRA_SETTING"]
+    assert env_of(spec["containers"][0])["EXTRA_SETTING"] == {"name": "EXTRA_SETTING", "value": "on"}
+    # the chart's labels are all still there, and the user's label never reaches a selector
+    default_pod = pod_template(workload(default_objects, path))
+    assert default_pod["metadata"]["labels"].items() <= pod["metadata"]["labels"].items()
+    assert "example.com/team" not in json.dumps(selectors(objects))
+    assert selectors(objects) == selectors(default_objects)
+    # no other workload's pod changed: each template reads its own values
+    for other in WORKLOADS.keys() - {path}:
+        assert pod_template(workload(objects, other)) == pod_template(workload(default_objects, other)), other
+
+
+def test_default_pods_carry_none_of_the_options(default_objects) -> None:
+    for path in WORKLOADS:
+        spec = pod_spec(workload(default_objects, path))
+        assert not {"nodeSelector", "tolerations", "affinity", "priorityClassName", "imagePullSecrets"} & set(spec)
+
+
+def test_pull_secrets_reach_every_pod() -> None:
+    objects = render("default", {"imagePullSecrets": [{"name": "registry-credentials"}]})
+    pods = [o for o in objects if o["kind"] in POD_KINDS]
+    assert {(o["kind"], o["metadata"]["name"]) for o in pods} == set(WORKLOADS.values())
+    for obj in pods:
+        assert pod_spec(obj)["imagePullSecrets"] == [{"name": "registry-credentials"}], obj["metadata"]["name"]
+
+
+@pytest.mark.parametrize("label", ["app.kubernetes.io/component", "helm.sh/chart"])
+def test_a_pod_label_may_not_replace_one_of_the_charts(label: str) -> None:
+    with pytest.raises(toolchain.ToolUnavailable, match=f"drift.podLabels: {re.escape(label)} is one of the chart's"):
+        render("default", {"drift": {"podLabels": {label: "mine"}}})

@@ -155,9 +155,58 @@ checkov.io/skip1: "CKV_K8S_43=Images are built locally by make images and loaded
 checkov.io/skip2: "CKV_K8S_15=pullPolicy Always would fail for images loaded with kind load / minikube image load; it is a value (the workload's image.pullPolicy)."
 {{- end }}
 
-{{- define "streamflow.imagePullSecrets" -}}
-{{- with .Values.imagePullSecrets }}
+{{/* Pod options every workload takes ------------------------------------------------------ */}}
+{{/* Call these with (dict "ctx" $ "component" "api" "pod" .Values.api "path" "api"): "pod" is the
+workload's values, "path" where they are (for error messages). */}}
+
+{{/* A pod's labels: the chart's, then the user's podLabels. These reach pods only, never a
+selector (selectors are immutable and must keep matching); a podLabel that would replace one
+of the chart's labels fails the render instead of producing a duplicate key. */}}
+{{- define "streamflow.podLabels" -}}
+{{- $labels := include "streamflow.labels" . }}
+{{- $chart := fromYaml $labels }}
+{{- range $key, $_ := .pod.podLabels }}
+{{- if hasKey $chart $key }}
+{{- fail (printf "%s.podLabels: %s is one of the chart's own labels" $.path $key) }}
+{{- end }}
+{{- end }}
+{{- $labels }}
+{{- with .pod.podLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/* A pod template's metadata: its labels and the user's podAnnotations. */}}
+{{- define "streamflow.podMetadata" -}}
+labels:
+  {{- include "streamflow.podLabels" . | nindent 2 }}
+{{- with .pod.podAnnotations }}
+annotations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end }}
+
+{{/* Where a pod may run and how it pulls: the chart-wide imagePullSecrets (one list: a node
+tries each, so a secret another workload needs costs nothing), then the workload's priority
+class, node selector, tolerations and affinity. */}}
+{{- define "streamflow.podPlacement" -}}
+{{- with .ctx.Values.imagePullSecrets }}
 imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .pod.priorityClassName }}
+priorityClassName: {{ . | quote }}
+{{- end }}
+{{- with .pod.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .pod.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .pod.affinity }}
+affinity:
   {{- toYaml . | nindent 2 }}
 {{- end }}
 {{- end }}
