@@ -30,6 +30,7 @@ from tests.support.chart import (
     POD_KINDS,
     RELEASE,
     VARIANTS,
+    assert_database_url_from_secret,
     env_of,
     find,
     one,
@@ -342,17 +343,6 @@ def test_explicit_months_and_schedule_reach_the_cronjob(rendered) -> None:
     assert api["STREAMFLOW_MODEL_RUNTIME"]["value"] == "treelite"
     reports = next(v for v in pod_spec(cronjob)["volumes"] if v["name"] == "reports")
     assert "emptyDir" in reports and not find(rendered["external-database-values"], "PersistentVolumeClaim")
-
-
-def assert_database_url_from_secret(objects: list[dict], secret: str, key: str) -> None:
-    """Every StreamFlow workload reads the database URL from that Secret key, mounted as a file."""
-    for obj in objects:
-        # the helm test pod, the Pushgateway and PostgreSQL itself need no URL
-        if obj["kind"] in POD_KINDS - {"Pod", "StatefulSet"} and obj["metadata"]["name"] != "streamflow-pushgateway":
-            secrets = [v["secret"] for v in pod_spec(obj)["volumes"] if "secret" in v]
-            assert secrets == [
-                {"secretName": secret, "defaultMode": 0o440, "items": [{"key": key, "path": "streamflow_database_url"}]}
-            ], obj["metadata"]["name"]
 
 
 def test_external_database_comes_from_the_users_secret(rendered) -> None:

@@ -1,7 +1,8 @@
 """What users set on this chart the way they set it on the charts they know (kube-prometheus-stack,
-prometheus-pushgateway): images as registry / repository / tag / digest and the same pod options
-on every workload. Rendered by the real Helm CLI (tests/support/chart.py);
-tests/chart/test_apiserver.py admits the ci/ scenarios on a real API server."""
+prometheus-pushgateway): images as registry / repository / tag / digest, the same pod options on
+every workload, and their own database Secret. Rendered by the real Helm CLI
+(tests/support/chart.py); tests/chart/test_apiserver.py admits the ci/ scenarios on a real API
+server."""
 
 from __future__ import annotations
 
@@ -16,7 +17,9 @@ import yaml
 from tests.support.chart import (
     CHART,
     POD_KINDS,
+    assert_database_url_from_secret,
     env_of,
+    find,
     one,
     pod_spec,
     pod_template,
@@ -194,3 +197,37 @@ def test_pull_secrets_reach_every_pod() -> None:
 def test_a_pod_label_may_not_replace_one_of_the_charts(label: str) -> None:
     with pytest.raises(toolchain.ToolUnavailable, match=f"drift.podLabels: {re.escape(label)} is one of the chart's"):
         render("default", {"drift": {"podLabels": {label: "mine"}}})
+
+
+# --- database credentials ----------------------------------------------------------------------------
+
+
+def test_bundled_postgresql_with_the_users_secret_creates_none_and_renders_the_same_each_time() -> None:
+    objects = render("existing-secret-values")
+    assert not find(objects, "Secret")
+    assert objects == render("existing-secret-values"), "nothing random left: GitOps diffs stay quiet"
+    statefulset = one(objects, "StatefulSet")
+    (password,) = [v["secret"] for v in pod_spec(statefulset)["volumes"] if "secret" in v]
+    assert password["secretName"] == "streamflow-db-credentials"
+    assert password["items"] == [{"key": "password", "path": "postgres-password"}]
+    assert env_of(pod_spec(statefulset)["containers"][0])["POSTGRES_PASSWORD_FILE"]["value"].endswith(
+        "/" + password["items"][0]["path"]
+    )
+    assert_database_url_from_secret(objects, "streamflow-db-credentials", "url")
+
+
+def test_the_generated_secret_uses_the_configured_keys() -> None:
+    objects = render("default", {"database": {"postgresql": {"passwordKey": "pw", "urlKey": "url"}}})
+    secret = one(objects, "Secret", "streamflow-postgresql")
+    assert set(secret["data"]) == {"pw", "url"}
+    password = [v["secret"] for v in pod_spec(one(objects, "StatefulSet"))["volumes"] if "secret" in v]
+    assert password[0]["items"][0]["key"] == "pw"
+    assert_database_url_from_secret(objects, "streamflow-postgresql", "url")
+
+
+def test_the_external_database_wins_over_the_bundled_ones_secret() -> None:
+    objects = render(
+        "external-database-values", {"database": {"postgresql": {"existingSecret": "unused", "urlKey": "unused"}}}
+    )
+    assert not find(objects, "StatefulSet") and not find(objects, "Secret")
+    assert_database_url_from_secret(objects, "streamflow-database", "url")

@@ -96,13 +96,20 @@ seccompProfile:
 
 {{/* Settings shared by the API, the bootstrap Job and the drift CronJob ------------------ */}}
 {{/* The database URL is a Secret mounted as a file (never an environment variable, never in
-values): the user's Secret for an external database, the chart's generated one otherwise. */}}
+values): the user's Secret for an external database, otherwise the bundled PostgreSQL's (the
+user's database.postgresql.existingSecret, or the one the chart generates). */}}
 {{- define "streamflow.databaseSecretName" -}}
-{{- default (printf "%s-postgresql" (include "streamflow.fullname" .)) .Values.database.external.existingSecret }}
+{{- default (include "streamflow.postgresql.secretName" .) .Values.database.external.existingSecret }}
 {{- end }}
 
 {{- define "streamflow.databaseSecretKey" -}}
-{{- ternary .Values.database.external.urlKey "database-url" (ne .Values.database.external.existingSecret "") }}
+{{- ternary .Values.database.external.urlKey .Values.database.postgresql.urlKey (ne .Values.database.external.existingSecret "") }}
+{{- end }}
+
+{{/* The bundled PostgreSQL's Secret (its password and the URL to it): the user's existingSecret,
+or the one the chart generates (templates/secret-postgresql.yaml). */}}
+{{- define "streamflow.postgresql.secretName" -}}
+{{- default (include "streamflow.postgresql.fullname" .) .Values.database.postgresql.existingSecret }}
 {{- end }}
 
 {{- define "streamflow.commonEnv" -}}
