@@ -103,6 +103,7 @@ def test_chart_version_is_the_project_version() -> None:
         (["--set", "pushgateway.image.tag="], "/pushgateway/image/tag"),  # neither a tag nor a digest
         (["--set", "drift.tolerations[0].operator=Maybe"], "/drift/tolerations/0/operator"),
         (["--set", "bootstrap.extraEnv[0].value=x"], "/bootstrap/extraEnv/0"),  # an EnvVar needs its name
+        (["--set", "serviceMonitor.relabelings[0].action=rename"], "/serviceMonitor/relabelings/0/action"),
         (["--set", "tests.priorityClassName=High"], "/tests/priorityClassName"),
     ],
 )

@@ -67,7 +67,6 @@ image: {{ $ref | quote }}
 imagePullPolicy: {{ .image.pullPolicy }}
 {{- end }}
 
-
 {{/* Security: Pod Security Standard "restricted" on every pod -------------------------- */}}
 {{/* Call with (dict "user" 10001 "group" 10001 "fsGroup" 10001). */}}
 {{- define "streamflow.podSecurityContext" -}}
@@ -249,6 +248,14 @@ spec:
       {{- end }}
       interval: {{ $sm.interval }}
       scrapeTimeout: {{ $sm.scrapeTimeout }}
+      {{- with $sm.relabelings }}
+      relabelings:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+      {{- with $sm.metricRelabelings }}
+      metricRelabelings:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
 {{- end }}
 
 {{/* The NetworkPolicy peer that is Prometheus of kube-prometheus-stack (a `from` entry). */}}
