@@ -24,6 +24,7 @@ import pytest
 import yaml
 
 from streamflow import __version__
+from streamflow.drift import NOT_RETRYABLE, ExitCode
 from tests.support.chart import (
     CHART,
     NAMESPACE,
@@ -326,6 +327,18 @@ def test_cronjob_and_bootstrap_run_the_real_modules(rendered) -> None:
             check=False,
         )
         assert result.returncode == 0 and "usage: python -m " + module in result.stdout, result.stderr
+
+
+def test_pod_failure_policy_fails_the_job_at_once_on_the_drift_clis_not_retryable_codes(rendered) -> None:
+    cronjob = one(rendered["default"], "CronJob")
+    (rule,) = cronjob["spec"]["jobTemplate"]["spec"]["podFailurePolicy"]["rules"]
+    assert rule["action"] == "FailJob"
+    on_exit = rule["onExitCodes"]
+    assert on_exit["containerName"] == pod_spec(cronjob)["containers"][0]["name"]
+    assert on_exit["operator"] == "In"
+    # the CLI's own list (streamflow/drift.py): a code added there or renumbered fails here
+    assert on_exit["values"] == sorted(NOT_RETRYABLE)
+    assert ExitCode.OK not in on_exit["values"]
 
 
 def test_explicit_months_and_schedule_reach_the_cronjob(rendered) -> None:
