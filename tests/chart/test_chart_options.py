@@ -1,8 +1,8 @@
 """What users set on this chart the way they set it on the charts they know (kube-prometheus-stack,
 prometheus-pushgateway): images as registry / repository / tag / digest, the same pod options on
-every workload, and their own database Secret. Rendered by the real Helm CLI
-(tests/support/chart.py); tests/chart/test_apiserver.py admits the ci/ scenarios on a real API
-server."""
+every workload, their own database Secret, and the chart's metadata. Rendered by the real Helm
+CLI (tests/support/chart.py); tests/chart/test_apiserver.py admits the ci/ scenarios on a real
+API server."""
 
 from __future__ import annotations
 
@@ -231,3 +231,38 @@ def test_the_external_database_wins_over_the_bundled_ones_secret() -> None:
     )
     assert not find(objects, "StatefulSet") and not find(objects, "Secret")
     assert_database_url_from_secret(objects, "streamflow-database", "url")
+
+
+# --- metadata --------------------------------------------------------------------------------------------
+
+
+def test_chart_metadata_names_one_project_address() -> None:
+    home = CHART_META["home"]
+    assert home.startswith("https://") and CHART_META["sources"] == [home]
+    # the alerts' runbooks live in the same project: the two addresses move together
+    assert VALUES["prometheusRule"]["runbookBaseUrl"].startswith(home + "/")
+    links = {link["name"]: link["url"] for link in yaml.safe_load(CHART_META["annotations"]["artifacthub.io/links"])}
+    assert links == {"source": home, "runbooks": VALUES["prometheusRule"]["runbookBaseUrl"]}
+    assert CHART_META["annotations"]["artifacthub.io/containsSecurityUpdates"] in {"true", "false"}
+    assert CHART_META["maintainers"] and {"evidently", "feast", "prometheus"} <= set(CHART_META["keywords"])
+
+
+def test_artifacthub_images_are_the_images_the_chart_runs(default_objects) -> None:
+    listed = {entry["image"] for entry in yaml.safe_load(CHART_META["annotations"]["artifacthub.io/images"])}
+    running = {c["image"] for o in default_objects if o["kind"] in POD_KINDS for c in pod_spec(o)["containers"]}
+    assert listed == running
+
+
+@pytest.mark.parametrize("kube_version, admitted", [(toolchain.KUBERNETES_VERSION, True), ("1.26.0", False)])
+def test_kube_version_constraint(kube_version: str, admitted: bool) -> None:
+    """1.27 is the oldest Kubernetes with CronJob timeZone GA and podFailurePolicy on by default."""
+    result = subprocess.run(
+        [str(toolchain.helm()), "template", "streamflow", str(CHART), "--kube-version", kube_version],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert (result.returncode == 0) is admitted, result.stderr
+    if not admitted:
+        assert "kubeVersion" in result.stderr or "incompatible" in result.stderr
