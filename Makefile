@@ -58,6 +58,9 @@ bench: venv $(BOOTSTRAPPED) ## Benchmarks (~10 min; not part of make test): metr
 dashboards: venv ## Regenerate charts/streamflow/dashboards/*.json from tools/monitoring/dashboards.py
 	$(PY) -m tools.monitoring.dashboards
 
+chart-docs: venv ## Regenerate charts/streamflow/README.md from values.yaml's `# --` comments (helm-docs)
+	$(PY) -m tools.chart_docs
+
 status-local: ## Show the embedded default's drift status (the local ConfigMap file)
 	@cat $(DATA_DIR)/status/streamflow-drift-status.json 2>/dev/null || echo "no drift status yet: run make drift"
 
@@ -165,6 +168,7 @@ lint: venv ## ruff (lint + format), mypy, and the import contracts of the layers
 
 verify: lint ## lint, and every generated file equal to what its generator writes now
 	$(PY) -m tools.monitoring.dashboards --check
+	$(PY) -m tools.chart_docs --check
 
 format: venv ## Apply ruff's fixes and formatting
 	$(VENV)/bin/ruff check --fix .
@@ -192,5 +196,5 @@ $(BOOTSTRAPPED):
 	$(PY) -m jobs.bootstrap
 	touch $@
 
-.PHONY: help demo test test-unit lint verify format serve soak bootstrap drift train bench observe dashboards status-local venv lock clean \
+.PHONY: help demo test test-unit lint verify format serve soak bootstrap drift train bench observe dashboards chart-docs status-local venv lock clean \
 	cluster monitoring images deploy drift-now status traffic grafana prometheus down
