@@ -67,6 +67,9 @@ bench: venv $(BOOTSTRAPPED) ## Benchmarks (~10 min; not part of make test): metr
 dashboards: venv ## Regenerate charts/streamflow/dashboards/*.json from tools/monitoring/dashboards.py
 	$(PY) -m tools.monitoring.dashboards
 
+chart-docs: venv ## Regenerate charts/streamflow/README.md from values.yaml's `# --` comments (helm-docs)
+	$(PY) -m tools.chart_docs
+
 status-local: venv ## The embedded default's drift status (the local ConfigMap file) and the last runs of the history
 	@cat $(DATA_DIR)/status/streamflow-drift-status.json 2>/dev/null || echo "no drift status yet: run make drift"
 	@echo; $(PY) -m jobs.history --limit 10
@@ -123,7 +126,7 @@ images: ## Build the API and jobs images and load them into the cluster
 # No --wait: Helm waits for the bootstrap hook Job (data, Feast, model); the API turns ready after it.
 deploy: ## Install or upgrade the chart, then wait for the API (HELM_ARGS= for more flags)
 	$(HELM) upgrade --install $(RELEASE) charts/streamflow -n $(NAMESPACE) --create-namespace \
-	  --set image.tag=$(VERSION) \
+	  --set api.image.tag=$(VERSION),bootstrap.image.tag=$(VERSION),drift.image.tag=$(VERSION) \
 	  --set serviceMonitor.additionalLabels.release=$(KPS_RELEASE) \
 	  --set prometheusRule.additionalLabels.release=$(KPS_RELEASE) \
 	  --set networkPolicy.prometheus.namespace=$(KPS_NAMESPACE) \
@@ -175,6 +178,7 @@ lint: venv ## ruff (lint + format), mypy, and the import contracts of the layers
 
 verify: lint ## lint, and every generated file equal to what its generator writes now
 	$(PY) -m tools.monitoring.dashboards --check
+	$(PY) -m tools.chart_docs --check
 
 format: venv ## Apply ruff's fixes and formatting
 	$(VENV)/bin/ruff check --fix .
@@ -206,5 +210,5 @@ $(BOOTSTRAPPED):
 	$(PY) -m jobs.bootstrap
 	touch $@
 
-.PHONY: help demo test test-unit lint verify format serve soak bootstrap drift retrain performance train bench observe dashboards status-local venv lock clean \
+.PHONY: help demo test test-unit lint verify format serve soak bootstrap drift retrain performance train bench observe dashboards chart-docs status-local venv lock clean \
 	cluster monitoring images deploy drift-now status traffic grafana prometheus down

@@ -2,6 +2,7 @@
 
 - helm: built from the Go module proxy at a pinned version (~2-5 min once, then cached under
   ~/.cache/streamflow/tools), with the version link flags Helm's own Makefile sets;
+- helm-docs: the same way, at a pinned version (the chart's README is generated with it);
 - kube-apiserver: built from the Go module proxy at a pinned Kubernetes version through a
   generated wrapper module (~7 min of CPU once, then cached under ~/.cache/streamflow/tools);
 - Debian packages (Prometheus, promtool, the Pushgateway, PostgreSQL, etcd): installed with
@@ -39,6 +40,7 @@ def _read_versions(path: Path) -> dict[str, str]:
 
 VERSIONS = _read_versions(VERSIONS_FILE)
 HELM_VERSION = VERSIONS["HELM_VERSION"]
+HELM_DOCS_VERSION = VERSIONS["HELM_DOCS_VERSION"]
 # The Kubernetes version charts are rendered and validated for (helm --kube-version, schemas)
 KUBERNETES_VERSION = VERSIONS["KUBERNETES_MINOR"] + ".0"
 # The Kubernetes minor Helm reports by default (its .Capabilities.KubeVersion); callers also
@@ -85,6 +87,29 @@ def helm() -> Path:
         target.mkdir(parents=True, exist_ok=True)
         run_tool(
             [go(), "install", "-ldflags", "-s -w " + " ".join(flags), f"helm.sh/helm/v3/cmd/helm@{HELM_VERSION}"],
+            env={**os.environ, "GOBIN": str(target), "CGO_ENABLED": "0"},
+            timeout=1500,
+        )
+    return binary
+
+
+@cache
+def helm_docs() -> Path:
+    """Path of the pinned helm-docs binary (writes the chart's README from values.yaml), built
+    with `go install` the first time (~1 min)."""
+    target = CACHE / f"helm-docs-{HELM_DOCS_VERSION}"
+    binary = target / "helm-docs"
+    if not binary.exists():
+        target.mkdir(parents=True, exist_ok=True)
+        # main.version is what its releases set (without the "v"); the README's footer names it
+        run_tool(
+            [
+                go(),
+                "install",
+                "-ldflags",
+                f"-s -w -X main.version={HELM_DOCS_VERSION.lstrip('v')}",
+                f"github.com/norwoodj/helm-docs/cmd/helm-docs@{HELM_DOCS_VERSION}",
+            ],
             env={**os.environ, "GOBIN": str(target), "CGO_ENABLED": "0"},
             timeout=1500,
         )

@@ -31,7 +31,7 @@ from kubernetes.dynamic.exceptions import DynamicApiError, ResourceNotFoundError
 from jobs.drift.sinks import KubernetesConfigMapSink, SinkError
 from streamflow.drift import ANNOTATION_PREFIX, ExitCode
 from tests.support.apiserver import ApiServer, local_apiserver, service_account_token
-from tests.support.chart import VARIANTS, env_of, find, one, pod_spec, pod_template, render
+from tests.support.chart import POD_KINDS, VARIANTS, env_of, find, one, pod_spec, pod_template, render
 from tests.support.processes import data_env, must_succeed, run_module
 from tools import toolchain
 
@@ -120,14 +120,29 @@ def pod_from(obj: dict) -> dict:
 @pytest.fixture(scope="module")
 def variant_objects(cluster: Cluster) -> dict[str, list[dict]]:
     """Each rendering in a namespace of its own (restricted), with its ServiceAccounts really
-    created: the ServiceAccount admission plugin refuses a Pod whose account does not exist."""
+    created: the ServiceAccount admission plugin refuses a Pod whose account does not exist. So
+    are the PriorityClasses its pods name (a cluster's admin creates those; the Priority
+    admission plugin refuses a pod whose class does not exist)."""
     objects = {}
+    priority_classes: set[str] = set()
     for variant in VARIANTS:
         namespace = f"dryrun-{variant}"
         cluster.create_namespace(namespace)
         objects[variant] = render(variant, namespace=namespace)
         for account in find(objects[variant], "ServiceAccount"):
             cluster.create(account)
+        for obj in objects[variant]:
+            name = pod_template(obj)["spec"].get("priorityClassName") if obj["kind"] in POD_KINDS else None
+            if name and name not in priority_classes:
+                cluster.create(
+                    {
+                        "apiVersion": "scheduling.k8s.io/v1",
+                        "kind": "PriorityClass",
+                        "metadata": {"name": name},
+                        "value": 1000,
+                    }
+                )
+                priority_classes.add(name)
     return objects
 
 

@@ -24,12 +24,14 @@ import pytest
 import yaml
 
 from streamflow import __version__
+from streamflow.drift import NOT_RETRYABLE, ExitCode
 from tests.support.chart import (
     CHART,
     NAMESPACE,
     POD_KINDS,
     RELEASE,
     VARIANTS,
+    assert_database_url_from_secret,
     env_of,
     find,
     one,
@@ -97,6 +99,13 @@ def test_chart_version_is_the_project_version() -> None:
         (["--set", "drift.sampleRows=10"], "/drift/sampleRows"),  # too few to judge drift by
         (["--set", "api.predictionCache.size=-1"], "/api/predictionCache/size"),
         (["--set", "api.modelRuntime=onnx"], "/api/modelRuntime"),
+        (["--set", "image.tag=0.1.0"], ""),  # the former image.prefix/image.tag: refused, not ignored
+        (["--set", "api.image.digest=sha256:abc"], "/api/image/digest"),
+        (["--set", "pushgateway.image.tag="], "/pushgateway/image/tag"),  # neither a tag nor a digest
+        (["--set", "drift.tolerations[0].operator=Maybe"], "/drift/tolerations/0/operator"),
+        (["--set", "bootstrap.extraEnv[0].value=x"], "/bootstrap/extraEnv/0"),  # an EnvVar needs its name
+        (["--set", "serviceMonitor.relabelings[0].action=rename"], "/serviceMonitor/relabelings/0/action"),
+        (["--set", "tests.priorityClassName=High"], "/tests/priorityClassName"),
     ],
 )
 def test_values_schema_rejects_wrong_types(setting: list[str], path: str) -> None:
@@ -320,6 +329,18 @@ def test_cronjob_and_bootstrap_run_the_real_modules(rendered) -> None:
         assert result.returncode == 0 and "usage: python -m " + module in result.stdout, result.stderr
 
 
+def test_pod_failure_policy_fails_the_job_at_once_on_the_drift_clis_not_retryable_codes(rendered) -> None:
+    cronjob = one(rendered["default"], "CronJob")
+    (rule,) = cronjob["spec"]["jobTemplate"]["spec"]["podFailurePolicy"]["rules"]
+    assert rule["action"] == "FailJob"
+    on_exit = rule["onExitCodes"]
+    assert on_exit["containerName"] == pod_spec(cronjob)["containers"][0]["name"]
+    assert on_exit["operator"] == "In"
+    # the CLI's own list (streamflow/drift.py): a code added there or renumbered fails here
+    assert on_exit["values"] == sorted(NOT_RETRYABLE)
+    assert ExitCode.OK not in on_exit["values"]
+
+
 def test_explicit_months_and_schedule_reach_the_cronjob(rendered) -> None:
     cronjob = one(rendered["external-database-values"], "CronJob")
     assert cronjob["spec"]["schedule"] == "30 2 1 * *" and cronjob["spec"]["timeZone"] == "Europe/Paris"
@@ -336,17 +357,6 @@ def test_explicit_months_and_schedule_reach_the_cronjob(rendered) -> None:
     assert api["STREAMFLOW_MODEL_RUNTIME"]["value"] == "treelite"
     reports = next(v for v in pod_spec(cronjob)["volumes"] if v["name"] == "reports")
     assert "emptyDir" in reports and not find(rendered["external-database-values"], "PersistentVolumeClaim")
-
-
-def assert_database_url_from_secret(objects: list[dict], secret: str, key: str) -> None:
-    """Every StreamFlow workload reads the database URL from that Secret key, mounted as a file."""
-    for obj in objects:
-        # the helm test pod, the Pushgateway and PostgreSQL itself need no URL
-        if obj["kind"] in POD_KINDS - {"Pod", "StatefulSet"} and obj["metadata"]["name"] != "streamflow-pushgateway":
-            secrets = [v["secret"] for v in pod_spec(obj)["volumes"] if "secret" in v]
-            assert secrets == [
-                {"secretName": secret, "defaultMode": 0o440, "items": [{"key": key, "path": "streamflow_database_url"}]}
-            ], obj["metadata"]["name"]
 
 
 def test_external_database_comes_from_the_users_secret(rendered) -> None:
@@ -513,12 +523,11 @@ def test_dockerfile_passes_hadolint_and_runs_as_non_root() -> None:
     runtime = text.split("AS runtime", 1)[1].split("\nFROM ", 1)[0]
     assert re.search(r"(?m)^USER 10001:10001$", runtime)
     assert re.search(r"(?m)^ARG PYTHON_IMAGE=python:\d+\.\d+\.\d+-slim-\w+$", text), "pinned slim base"
-    # the chart's image names (streamflow-<target>) are the Dockerfile's targets
-    assert (
-        set(re.findall(r'"target" "(\w+)"', "".join(p.read_text() for p in (CHART / "templates").rglob("*.yaml"))))
-        == set(re.findall(r"--target (\w+)", text))
-        == {"api", "jobs"}
-    )
+    # the chart's own image repositories (streamflow-<target>) are the Dockerfile's targets
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    repositories = {values[workload]["image"]["repository"] for workload in ("api", "drift", "bootstrap")}
+    assert repositories == {f"streamflow-{target}" for target in re.findall(r"--target (\w+)", text)}
+    assert repositories == {"streamflow-api", "streamflow-jobs"}
 
 
 # --- the commands users run ---------------------------------------------------------------------------

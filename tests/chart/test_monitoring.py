@@ -9,6 +9,7 @@ import re
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -19,8 +20,16 @@ from jobs.drift.push import PUSH_JOB
 from streamflow.features import FEATURE_NAMES
 from tests.support.processes import REPO_ROOT
 from tools import toolchain
+from tools.api_process import free_port
 from tools.monitoring import dashboards
-from tools.monitoring.localstack import render_chart, rule_groups, scrape_configs
+from tools.monitoring.localstack import (
+    relabel_configs,
+    render_chart,
+    rule_groups,
+    scrape_configs,
+    start_prometheus,
+    start_pushgateway,
+)
 
 RELEASE = NAMESPACE = "streamflow"
 ALERT_TESTS = REPO_ROOT / "tests" / "chart" / "alerts" / "streamflow-alerts.test.yaml"
@@ -246,7 +255,8 @@ def test_drift_job_pushes_to_the_charts_pushgateway_which_prometheus_scrapes_wit
     assert configs["serviceMonitor/streamflow/streamflow-pushgateway/0"]["honor_labels"] is True
     assert configs["serviceMonitor/streamflow/streamflow-api/0"]["honor_labels"] is False
     labels = configs["serviceMonitor/streamflow/streamflow-api/0"]["static_configs"][0]["labels"]
-    assert labels == {
+    # the target labels the operator attaches (the __meta_ ones are for relabeling only)
+    assert {k: v for k, v in labels.items() if not k.startswith("__")} == {
         "job": "streamflow-api",
         "namespace": "streamflow",
         "service": "streamflow-api",
@@ -323,3 +333,77 @@ def test_push_registry_holds_the_fourteen_features_and_the_decision() -> None:
     assert 'streamflow_drift_rows{dataset="current"} 11.0' in text
     assert "streamflow_drift_last_success_timestamp_seconds 1.7e+09" in text
     assert f'decision="{Action.RETRAIN}"' in text and PUSH_JOB == "streamflow-drift"
+
+
+# --- ServiceMonitor relabelings on the local Prometheus (make observe) ----------------------------
+LOCAL = {"api": ["127.0.0.1:1"], "pushgateway": ["127.0.0.1:2"]}
+
+
+def test_relabelings_translate_to_prometheus_relabel_configs() -> None:
+    relabelings: list[dict[str, Any]] = [
+        {"sourceLabels": ["__meta_kubernetes_pod_label_app_kubernetes_io_component"], "targetLabel": "component"},
+        {"sourceLabels": ["a", "b"], "separator": ";", "regex": "(.+);(.+)", "replacement": "$1", "action": "Replace"},
+        {"sourceLabels": ["pod"], "modulus": 4, "targetLabel": "shard", "action": "HashMod"},
+    ]
+    assert relabel_configs(relabelings, "job", targets=True) == [
+        {"source_labels": ["__meta_kubernetes_pod_label_app_kubernetes_io_component"], "target_label": "component"},
+        {"source_labels": ["a", "b"], "separator": ";", "regex": "(.+);(.+)", "replacement": "$1", "action": "replace"},
+        {"source_labels": ["pod"], "modulus": 4, "target_label": "shard", "action": "hashmod"},
+    ]
+
+
+@pytest.mark.parametrize(
+    "endpoint_values, error",
+    [
+        # in a cluster this label has a value; here no target has it: refused, not silently empty
+        ({"relabelings": [{"sourceLabels": ["__meta_kubernetes_pod_node_name"], "targetLabel": "node"}]}, "node_name"),
+        ({"relabelings": [{"sourceLabels": ["a"], "targetLabel": "b", "unknownField": 1}]}, "unknownField"),
+    ],
+)
+def test_what_the_local_translation_cannot_honour_is_an_error(endpoint_values: dict, error: str) -> None:
+    objects = render_chart(RELEASE, NAMESPACE)
+    for monitor in of_kind(objects, "ServiceMonitor").values():
+        monitor["spec"]["endpoints"][0].update(endpoint_values)
+    with pytest.raises(ValueError, match=error):
+        scrape_configs(objects, LOCAL)
+
+
+def test_the_local_prometheus_applies_the_servicemonitors_relabelings(tmp_path: Path) -> None:
+    """Chart values -> ServiceMonitor -> the local Prometheus of `make observe`, scraping a real
+    Pushgateway: a pod label becomes a target label on the pod that has it (the API's) and on no
+    other, and a dropped series is never stored while its neighbours are."""
+    objects = render_chart(
+        RELEASE,
+        NAMESPACE,
+        {
+            "api": {"podLabels": {"example.com/team": "ml"}},
+            "serviceMonitor": {
+                "interval": "1s",
+                "scrapeTimeout": "1s",
+                "relabelings": [
+                    {"sourceLabels": ["__meta_kubernetes_pod_label_example_com_team"], "targetLabel": "team"},
+                ],
+                "metricRelabelings": [{"sourceLabels": ["__name__"], "regex": "go_goroutines", "action": "Drop"}],
+            },
+        },
+    )
+    pushgateway = start_pushgateway(tmp_path, free_port())
+    address = pushgateway.url.removeprefix("http://")
+    try:
+        # both ServiceMonitors' jobs scrape the one Pushgateway: it serves go_* and pushgateway_* series
+        prometheus = start_prometheus(tmp_path, free_port(), objects, {"api": [address], "pushgateway": [address]})
+        try:
+            series = prometheus.wait_for(
+                "both jobs scraped",
+                lambda: len(found := prometheus.query("go_threads")) == 2 and found,
+                timeout=60,
+            )
+            teams = {s["metric"]["job"]: s["metric"].get("team") for s in series}
+            assert teams == {"streamflow-api": "ml", "streamflow-pushgateway": None}
+            assert not any(k.startswith("__meta") for s in series for k in s["metric"])
+            assert prometheus.query("go_goroutines") == []
+            assert len(prometheus.query('{__name__=~"go_.+"}')) > 2, "only go_goroutines is dropped"
+        finally:
+            prometheus.stop()
+    finally:
+        pushgateway.stop()

@@ -46,3 +46,14 @@ def pod_spec(obj: dict) -> dict:
 
 def env_of(container: dict) -> dict[str, dict]:
     return {e["name"]: e for e in container.get("env", [])}
+
+
+def assert_database_url_from_secret(objects: list[dict], secret: str, key: str) -> None:
+    """Every StreamFlow workload reads the database URL from that Secret key, mounted as a file."""
+    for obj in objects:
+        # the helm test pod, the Pushgateway and PostgreSQL itself need no URL
+        if obj["kind"] in POD_KINDS - {"Pod", "StatefulSet"} and obj["metadata"]["name"] != "streamflow-pushgateway":
+            secrets = [v["secret"] for v in pod_spec(obj)["volumes"] if "secret" in v]
+            assert secrets == [
+                {"secretName": secret, "defaultMode": 0o440, "items": [{"key": key, "path": "streamflow_database_url"}]}
+            ], obj["metadata"]["name"]

@@ -4,14 +4,20 @@ What prometheus-operator would do in a cluster, done by hand for processes on 12
 - each ServiceMonitor becomes a scrape job with the target labels the operator attaches
   (job = the Service's name, namespace, service, pod, container, endpoint), honorLabels,
   interval, timeout, path and scheme taken from the ServiceMonitor itself;
+- its relabelings and metricRelabelings become the job's relabel_configs and
+  metric_relabel_configs, applied as the operator applies them: after its own target labels,
+  with the Kubernetes discovery labels it would see (__meta_kubernetes_namespace, _service_name,
+  _service_label_*, _pod_name, _pod_label_*, _pod_container_name, _endpoint_port_name);
 - each PrometheusRule's `spec.groups` becomes a rule file.
 So dashboards and alert rules are exercised with the labels they will meet in the cluster.
-A ServiceMonitor feature this translation does not know (relabelings, TLS, ...) is an error,
-never silently dropped. Used by `make observe` and by the tests.
+A ServiceMonitor feature this translation does not know (TLS, authorization, a discovery label
+no local target has, ...) is an error, never silently dropped. Used by `make observe` and by
+the tests.
 """
 
 from __future__ import annotations
 
+import re
 import subprocess
 import tempfile
 import time
@@ -28,7 +34,31 @@ from tools import toolchain
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CHART_DIR = REPO_ROOT / "charts" / "streamflow"
 COMPONENT_LABEL = "app.kubernetes.io/component"
-TRANSLATED_ENDPOINT_FIELDS = {"port", "path", "scheme", "interval", "scrapeTimeout", "honorLabels"}
+TRANSLATED_ENDPOINT_FIELDS = {
+    "port",
+    "path",
+    "scheme",
+    "interval",
+    "scrapeTimeout",
+    "honorLabels",
+    "relabelings",
+    "metricRelabelings",
+}
+# prometheus-operator's RelabelConfig fields -> Prometheus' relabel_config keys
+RELABEL_FIELDS = {
+    "sourceLabels": "source_labels",
+    "separator": "separator",
+    "targetLabel": "target_label",
+    "regex": "regex",
+    "modulus": "modulus",
+    "replacement": "replacement",
+    "action": "action",
+}
+META = "__meta_kubernetes_"
+# The discovery labels a local target gets (the endpoints role's, for what the chart runs);
+# a label of a family outside these (node, IPs, readiness, ...) is refused, not left empty.
+DISCOVERY_LABELS = {"namespace", "service_name", "pod_name", "pod_container_name", "endpoint_port_name"}
+DISCOVERY_LABEL_FAMILIES = ("service_label_", "service_labelpresent_", "pod_label_", "pod_labelpresent_")
 
 
 def render_chart(
@@ -64,16 +94,65 @@ def labels_of(obj: dict) -> dict[str, str]:
     return obj["metadata"].get("labels") or {}
 
 
-def _backing_workload(objects: list[dict], service: dict, target_port: str | int) -> tuple[str, str]:
-    """(workload name, container name) behind a Service port: what the pod and container labels say."""
+def _backing_workload(objects: list[dict], service: dict, target_port: str | int) -> tuple[dict, str]:
+    """(workload, container name) behind a Service port: what the pod and container labels say."""
     selector = service["spec"]["selector"]
     for workload in of_kind(objects, "Deployment") + of_kind(objects, "StatefulSet"):
         template = workload["spec"]["template"]
         if selector.items() <= (template["metadata"].get("labels") or {}).items():
             for container in template["spec"]["containers"]:
                 if any(target_port in (p.get("name"), p.get("containerPort")) for p in container.get("ports", [])):
-                    return workload["metadata"]["name"], container["name"]
+                    return workload, container["name"]
     raise ValueError(f"no workload container behind Service {service['metadata']['name']} port {target_port}")
+
+
+def _label_name(name: str) -> str:
+    """A Kubernetes label key as Prometheus' discovery writes it into a label name."""
+    return re.sub(r"[^a-zA-Z0-9_]", "_", name)
+
+
+def _discovery_labels(service: dict, pod_labels: Mapping[str, str], pod: str, container: str, port: str) -> dict:
+    """The __meta_kubernetes_* labels Prometheus' endpoints discovery gives such a target; they
+    exist during relabeling only (Prometheus drops labels starting with __ afterwards)."""
+    labels = {
+        f"{META}namespace": service["metadata"]["namespace"],
+        f"{META}service_name": service["metadata"]["name"],
+        f"{META}pod_name": pod,
+        f"{META}pod_container_name": container,
+        f"{META}endpoint_port_name": port,
+    }
+    for family, source in (("service", labels_of(service)), ("pod", pod_labels)):
+        labels |= {f"{META}{family}_label_{_label_name(k)}": v for k, v in source.items()}
+        labels |= {f"{META}{family}_labelpresent_{_label_name(k)}": "true" for k in source}
+    return labels
+
+
+def _discovered_locally(label: str) -> bool:
+    name = label.removeprefix(META)
+    return name in DISCOVERY_LABELS or name.startswith(DISCOVERY_LABEL_FAMILIES)
+
+
+def relabel_configs(relabelings: Iterable[Mapping[str, Any]], where: str, targets: bool) -> list[dict]:
+    """Prometheus relabel configs from prometheus-operator RelabelConfigs: the same fields in
+    snake_case, the action in lower case (the operator takes `Replace` and `replace` alike).
+    For target relabelings, a source __meta_kubernetes_* label no local target can have is an
+    error: in the cluster it would have a value, here it would silently be empty. (A pod label
+    one pod lacks is empty in both places; samples have no discovery labels at all.)"""
+    configs = []
+    for relabeling in relabelings:
+        unknown = set(relabeling) - set(RELABEL_FIELDS)
+        if unknown:
+            raise ValueError(f"{where}: relabeling fields {sorted(unknown)} are not translated")
+        if targets:
+            sources = relabeling.get("sourceLabels", [])
+            absent = [label for label in sources if label.startswith(META) and not _discovered_locally(label)]
+            if absent:
+                raise ValueError(f"{where}: {absent} are not among the discovery labels of a local target")
+        config = {RELABEL_FIELDS[key]: value for key, value in relabeling.items()}
+        if "action" in config:
+            config["action"] = config["action"].lower()
+        configs.append(config)
+    return configs
 
 
 def scrape_configs(objects: list[dict], addresses: Mapping[str, list[str]]) -> list[dict]:
@@ -102,9 +181,11 @@ def scrape_configs(objects: list[dict], addresses: Mapping[str, list[str]]) -> l
             for service in selected:
                 port = next(p for p in service["spec"]["ports"] if p["name"] == endpoint["port"])
                 workload, container = _backing_workload(objects, service, port.get("targetPort", port["port"]))
+                pod_labels = workload["spec"]["template"]["metadata"].get("labels") or {}
                 component = labels_of(service)[COMPONENT_LABEL]
                 job = labels_of(service).get(spec["jobLabel"]) if spec.get("jobLabel") else None
                 for replica, address in enumerate(addresses[component]):
+                    pod = f"{workload['metadata']['name']}-local-{replica}"
                     static.append(
                         {
                             "targets": [address],
@@ -113,13 +194,15 @@ def scrape_configs(objects: list[dict], addresses: Mapping[str, list[str]]) -> l
                                 "namespace": service["metadata"]["namespace"],
                                 "service": service["metadata"]["name"],
                                 "endpoint": endpoint["port"],
-                                "pod": f"{workload}-local-{replica}",
+                                "pod": pod,
                                 "container": container,
+                                **_discovery_labels(service, pod_labels, pod, container, endpoint["port"]),
                             },
                         }
                     )
+            job_name = f"serviceMonitor/{meta['namespace']}/{meta['name']}/{index}"
             config = {
-                "job_name": f"serviceMonitor/{meta['namespace']}/{meta['name']}/{index}",
+                "job_name": job_name,
                 "honor_labels": bool(endpoint.get("honorLabels", False)),
                 "metrics_path": endpoint.get("path", "/metrics"),
                 "scheme": endpoint.get("scheme", "http"),
@@ -128,6 +211,12 @@ def scrape_configs(objects: list[dict], addresses: Mapping[str, list[str]]) -> l
             for ours, theirs in (("scrape_interval", "interval"), ("scrape_timeout", "scrapeTimeout")):
                 if theirs in endpoint:
                     config[ours] = endpoint[theirs]
+            if endpoint.get("relabelings"):
+                config["relabel_configs"] = relabel_configs(endpoint["relabelings"], job_name, targets=True)
+            if endpoint.get("metricRelabelings"):
+                config["metric_relabel_configs"] = relabel_configs(
+                    endpoint["metricRelabelings"], job_name, targets=False
+                )
             configs.append(config)
     return configs
 

@@ -48,9 +48,23 @@ app.kubernetes.io/part-of: streamflow
 {{- end }}
 
 {{/* Images ------------------------------------------------------------------------------ */}}
-{{/* Call with (dict "ctx" $ "target" "api"): streamflow-api / streamflow-jobs, the targets of the Dockerfile. */}}
+{{/* A container's image and pull policy from an image's values: [registry/]repository, then
+@digest when one is set (a digest names one build for good, so it wins over the tag), else :tag.
+StreamFlow's own images default their tag to the chart's appVersion (the project version the
+images are built at); call with (dict "image" .Values.api.image "defaultTag" .Chart.AppVersion),
+or without defaultTag for third-party images, whose tag or digest the schema requires. */}}
 {{- define "streamflow.image" -}}
-{{- printf "%sstreamflow-%s:%s" .ctx.Values.image.prefix .target (default .ctx.Chart.AppVersion .ctx.Values.image.tag) }}
+{{- $ref := .image.repository }}
+{{- with .image.registry }}
+{{- $ref = printf "%s/%s" (trimSuffix "/" .) $ref }}
+{{- end }}
+{{- if .image.digest }}
+{{- $ref = printf "%s@%s" $ref .image.digest }}
+{{- else }}
+{{- $ref = printf "%s:%s" $ref (default .defaultTag .image.tag) }}
+{{- end -}}
+image: {{ $ref | quote }}
+imagePullPolicy: {{ .image.pullPolicy }}
 {{- end }}
 
 {{/* Security: Pod Security Standard "restricted" on every pod -------------------------- */}}
@@ -81,13 +95,20 @@ seccompProfile:
 
 {{/* Settings shared by the API, the bootstrap Job and the drift CronJob ------------------ */}}
 {{/* The database URL is a Secret mounted as a file (never an environment variable, never in
-values): the user's Secret for an external database, the chart's generated one otherwise. */}}
+values): the user's Secret for an external database, otherwise the bundled PostgreSQL's (the
+user's database.postgresql.existingSecret, or the one the chart generates). */}}
 {{- define "streamflow.databaseSecretName" -}}
-{{- default (printf "%s-postgresql" (include "streamflow.fullname" .)) .Values.database.external.existingSecret }}
+{{- default (include "streamflow.postgresql.secretName" .) .Values.database.external.existingSecret }}
 {{- end }}
 
 {{- define "streamflow.databaseSecretKey" -}}
-{{- ternary .Values.database.external.urlKey "database-url" (ne .Values.database.external.existingSecret "") }}
+{{- ternary .Values.database.external.urlKey .Values.database.postgresql.urlKey (ne .Values.database.external.existingSecret "") }}
+{{- end }}
+
+{{/* The bundled PostgreSQL's Secret (its password and the URL to it): the user's existingSecret,
+or the one the chart generates (templates/secret-postgresql.yaml). */}}
+{{- define "streamflow.postgresql.secretName" -}}
+{{- default (include "streamflow.postgresql.fullname" .) .Values.database.postgresql.existingSecret }}
 {{- end }}
 
 {{- define "streamflow.commonEnv" -}}
@@ -136,13 +157,62 @@ database URL as file streamflow_database_url (pydantic-settings reads it as STRE
 {{/* checkov skips every StreamFlow workload shares, with their reasons (checkov reads them
 from these annotations). Numbered 1-2: a template adds its own from 3 on. */}}
 {{- define "streamflow.checkovImageSkips" -}}
-checkov.io/skip1: "CKV_K8S_43=Images are built locally by make images and loaded into kind/minikube; no registry digest exists. Set image.tag to an immutable version."
-checkov.io/skip2: "CKV_K8S_15=pullPolicy Always would fail for images loaded with kind load / minikube image load; it is a value (image.pullPolicy)."
+checkov.io/skip1: "CKV_K8S_43=Images are built locally by make images and loaded into kind/minikube; no registry digest exists. Set the workload's image.digest (or an immutable image.tag) once pushed."
+checkov.io/skip2: "CKV_K8S_15=pullPolicy Always would fail for images loaded with kind load / minikube image load; it is a value (the workload's image.pullPolicy)."
 {{- end }}
 
-{{- define "streamflow.imagePullSecrets" -}}
-{{- with .Values.imagePullSecrets }}
+{{/* Pod options every workload takes ------------------------------------------------------ */}}
+{{/* Call these with (dict "ctx" $ "component" "api" "pod" .Values.api "path" "api"): "pod" is the
+workload's values, "path" where they are (for error messages). */}}
+
+{{/* A pod's labels: the chart's, then the user's podLabels. These reach pods only, never a
+selector (selectors are immutable and must keep matching); a podLabel that would replace one
+of the chart's labels fails the render instead of producing a duplicate key. */}}
+{{- define "streamflow.podLabels" -}}
+{{- $labels := include "streamflow.labels" . }}
+{{- $chart := fromYaml $labels }}
+{{- range $key, $_ := .pod.podLabels }}
+{{- if hasKey $chart $key }}
+{{- fail (printf "%s.podLabels: %s is one of the chart's own labels" $.path $key) }}
+{{- end }}
+{{- end }}
+{{- $labels }}
+{{- with .pod.podLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/* A pod template's metadata: its labels and the user's podAnnotations. */}}
+{{- define "streamflow.podMetadata" -}}
+labels:
+  {{- include "streamflow.podLabels" . | nindent 2 }}
+{{- with .pod.podAnnotations }}
+annotations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end }}
+
+{{/* Where a pod may run and how it pulls: the chart-wide imagePullSecrets (one list: a node
+tries each, so a secret another workload needs costs nothing), then the workload's priority
+class, node selector, tolerations and affinity. */}}
+{{- define "streamflow.podPlacement" -}}
+{{- with .ctx.Values.imagePullSecrets }}
 imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .pod.priorityClassName }}
+priorityClassName: {{ . | quote }}
+{{- end }}
+{{- with .pod.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .pod.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .pod.affinity }}
+affinity:
   {{- toYaml . | nindent 2 }}
 {{- end }}
 {{- end }}
@@ -178,6 +248,14 @@ spec:
       {{- end }}
       interval: {{ $sm.interval }}
       scrapeTimeout: {{ $sm.scrapeTimeout }}
+      {{- with $sm.relabelings }}
+      relabelings:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+      {{- with $sm.metricRelabelings }}
+      metricRelabelings:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
 {{- end }}
 
 {{/* The NetworkPolicy peer that is Prometheus of kube-prometheus-stack (a `from` entry). */}}
