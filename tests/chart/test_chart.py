@@ -32,6 +32,7 @@ from tests.support.chart import (
     RELEASE,
     VARIANTS,
     assert_database_url_from_secret,
+    components_where,
     env_of,
     find,
     one,
@@ -432,9 +433,20 @@ def test_network_policies_admit_prometheus_and_clients_only(rendered) -> None:
     } in sources
     database = one(objects, "NetworkPolicy", "streamflow-postgresql")
     allowed = database["spec"]["ingress"][0]["from"][0]["podSelector"]["matchExpressions"][0]["values"]
-    assert sorted(allowed) == ["api", "bootstrap", "drift"]
+
+    # exactly the workloads that mount the database URL reach the database
+    def mounts_database_url(spec: dict) -> bool:
+        items = [item for v in spec.get("volumes", []) for item in v.get("secret", {}).get("items", [])]
+        return any(item["path"] == "streamflow_database_url" for item in items)
+
+    reads_database = components_where(objects, mounts_database_url)
+    assert set(allowed) == reads_database == {"api", "bootstrap", "drift", "retrain", "performance"}
     jobs = one(objects, "NetworkPolicy", "streamflow-jobs")
     assert jobs["spec"]["policyTypes"] == ["Ingress"] and "ingress" not in jobs["spec"]
+    # every pod that serves nothing (all but the API, the database and the Pushgateway) takes no ingress
+    no_ingress = jobs["spec"]["podSelector"]["matchExpressions"][0]["values"]
+    serves = {"api", "database", "pushgateway"}
+    assert set(no_ingress) == components_where(objects, lambda spec: True) - serves
     assert not find(rendered["minimal-values"], "NetworkPolicy")
 
 
@@ -554,3 +566,35 @@ def test_make_targets_use_the_names_the_chart_renders(rendered) -> None:
     ]
     assert f"configmap {status_configmap}" in commands
     assert "port-forward service/prometheus-operated 9090:9090" in commands
+
+
+def test_the_loop_jobs_run_what_their_values_say() -> None:
+    objects = render("default", {"retrain": {"mode": "promote", "breachesInRow": 3, "aucMargin": 0.01}})
+    retrain = one(objects, "CronJob", "streamflow-retrain")
+    spec = pod_spec(retrain)
+    [container] = spec["containers"]
+    env = {name: entry.get("value") for name, entry in env_of(container).items()}
+    assert container["command"] == ["python", "-m", "jobs.retrain"] and retrain["spec"]["concurrencyPolicy"] == "Forbid"
+    assert (env["STREAMFLOW_RETRAIN_MODE"], env["STREAMFLOW_RETRAIN_BREACHES_IN_ROW"]) == ("promote", "3")
+    assert env["STREAMFLOW_RETRAIN_AUC_MARGIN"] == "0.01" and env["STREAMFLOW_STATUS_SINK"] == "configmap"
+    # it annotates the status ConfigMap: the drift job's ServiceAccount and Role, nothing new
+    assert spec["serviceAccountName"] == "streamflow-drift" and spec["automountServiceAccountToken"] is True
+    performance = pod_spec(one(objects, "CronJob", "streamflow-performance"))
+    assert performance["containers"][0]["command"] == ["python", "-m", "jobs.performance"]
+    assert performance["automountServiceAccountToken"] is False  # database and Pushgateway only
+    assert "STREAMFLOW_PUSHGATEWAY_URL" in env_of(performance["containers"][0])
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"retrain": {"mode": "always"}}, "mode"),
+        ({"retrain": {"breachesInRow": 0}}, "breachesInRow"),
+        ({"drift": {"enabled": False}}, "retrain.enabled needs drift.enabled"),
+    ],
+)
+def test_loop_values_that_cannot_work_are_refused(values: dict, message: str, tmp_path: Path) -> None:
+    path = tmp_path / "values.yaml"
+    path.write_text(yaml.safe_dump(values))
+    result = helm("template", "streamflow", str(CHART), "-f", str(path), *KUBE_VERSION_FLAG, check=False)
+    assert result.returncode != 0 and message in result.stderr, result.stderr

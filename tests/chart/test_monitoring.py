@@ -18,6 +18,7 @@ from grafana_foundation_sdk.models.dashboard import Dashboard
 
 from jobs.drift.push import PUSH_JOB
 from streamflow.features import FEATURE_NAMES
+from tests.support.chart import components_where, env_of
 from tests.support.processes import REPO_ROOT
 from tools import toolchain
 from tools.api_process import free_port
@@ -146,6 +147,8 @@ EXPECTED_ALERTS = {
     "StreamFlowDriftJobFailed",
     "StreamFlowDriftJobStale",
     "StreamFlowPushgatewayDown",
+    "StreamFlowModelAucLow",
+    "StreamFlowModelCalibrationOff",
 }
 
 
@@ -213,6 +216,8 @@ def test_thresholds_and_durations_are_values() -> None:
                 "apiErrorRatio": {"threshold": 0.2, "window": "10m", "for": "1m", "severity": "critical"},
                 "apiLatencyP99": {"thresholdSeconds": 1.5, "window": "2m", "for": "3m", "severity": "warning"},
                 "driftJobStale": {"maxAgeSeconds": 700000, "for": "0m", "severity": "warning"},
+                "modelAucLow": {"threshold": 0.6, "for": "1h", "severity": "critical"},
+                "modelCalibration": {"maxGap": 0.25, "for": "0m", "severity": "warning"},
                 "runbookBaseUrl": "https://git.example.com/ml/streamflow/-/blob/main/docs/runbooks.md",
             }
         },
@@ -226,6 +231,9 @@ def test_thresholds_and_durations_are_values() -> None:
         and "[2m]" in alerts["StreamFlowApiLatencyP99High"]["expr"]
     )
     assert alerts["StreamFlowDriftJobStale"]["expr"].count("> 700000") == 2
+    auc = alerts["StreamFlowModelAucLow"]
+    assert auc["expr"].endswith("< 0.6") and auc["for"] == "1h" and auc["labels"]["severity"] == "critical"
+    assert alerts["StreamFlowModelCalibrationOff"]["expr"].endswith("> 0.25")
     assert ratio["annotations"]["runbook_url"].startswith("https://git.example.com/ml/streamflow/")
 
 
@@ -234,8 +242,11 @@ def test_drift_alerts_follow_what_is_deployed() -> None:
         alerts_of(render_chart(RELEASE, NAMESPACE, {"pushgateway": {"enabled": False}}))
     )
     assert {"StreamFlowDriftJobFailed", "StreamFlowDriftJobStale"}.isdisjoint(
-        alerts_of(render_chart(RELEASE, NAMESPACE, {"drift": {"enabled": False}}))
+        alerts_of(render_chart(RELEASE, NAMESPACE, {"drift": {"enabled": False}, "retrain": {"enabled": False}}))
     )
+    model_alerts = {"StreamFlowModelAucLow", "StreamFlowModelCalibrationOff"}
+    assert model_alerts.isdisjoint(alerts_of(render_chart(RELEASE, NAMESPACE, {"performance": {"enabled": False}})))
+    assert model_alerts.isdisjoint(alerts_of(render_chart(RELEASE, NAMESPACE, {"pushgateway": {"enabled": False}})))
 
 
 # --- the Pushgateway in the chart ----------------------------------------------------------------
@@ -266,19 +277,17 @@ def test_drift_job_pushes_to_the_charts_pushgateway_which_prometheus_scrapes_wit
     }
 
 
-def test_only_the_drift_job_and_prometheus_reach_the_pushgateway(objects) -> None:
+def test_only_the_pushing_jobs_and_prometheus_reach_the_pushgateway(objects) -> None:
     policy = of_kind(objects, "NetworkPolicy")["streamflow-pushgateway"]
     peers = policy["spec"]["ingress"][0]["from"]
     assert peers[0]["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "monitoring"}
-    assert peers[1] == {
-        "podSelector": {
-            "matchLabels": {
-                "app.kubernetes.io/name": "streamflow",
-                "app.kubernetes.io/instance": RELEASE,
-                "app.kubernetes.io/component": "drift",
-            }
-        }
-    }
+    jobs = peers[1]["podSelector"]
+    assert jobs["matchLabels"] == {"app.kubernetes.io/name": "streamflow", "app.kubernetes.io/instance": RELEASE}
+    # exactly the workloads told where the Pushgateway is
+    pushers = components_where(
+        objects, lambda spec: any("STREAMFLOW_PUSHGATEWAY_URL" in env_of(c) for c in spec["containers"])
+    )
+    assert set(jobs["matchExpressions"][0]["values"]) == pushers == {"drift", "retrain", "performance"}
     assert len(peers) == 2
 
 

@@ -128,6 +128,8 @@ def scenario(stack: Stack) -> dict:
         observed[f"{key}_decision"] = stack.prometheus.query(
             'max by (decision) (streamflow_drift_run_info{namespace="streamflow"})'
         )[0]["metric"]["decision"]
+    observed["loop_exit"] = observe.run_loop_jobs(stack.env, stack.pushgateway.url, stack.prometheus)
+    observed["model_states"] = wait_for_alert(stack, "StreamFlowModelCalibrationOff", "firing", 20)
     observed["clean_traffic"] = clean.join()
     observed["alerts_after_clean_traffic"] = watch(stack, 2)
     observe.send_traffic(stack.api.base_url, 300, TEST_USERS // 2)
@@ -143,6 +145,12 @@ def test_drift_detected_stays_silent_after_no_drift_and_fires_after_drift(scenar
     assert "StreamFlowDriftDetected" not in scenario["no_drift_alerts"]
     assert scenario["drift_exit"] == 0 and scenario["drift_decision"] == Action.RETRAIN
     assert "firing" in scenario["drift_states"]
+
+
+def test_the_served_models_calibration_alert_fires_after_the_march_labels(scenario) -> None:
+    # the demo's March: a price rise doubles churn, the January model under-predicts it
+    assert scenario["loop_exit"] == 0 and "firing" in scenario["model_states"]
+    assert "StreamFlowModelAucLow" not in scenario["alerts_after_clean_traffic"]  # it still ranks well
 
 
 def test_error_ratio_alert_stays_silent_under_clean_traffic(scenario) -> None:

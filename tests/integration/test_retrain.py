@@ -38,7 +38,7 @@ def test_one_breach_waits_for_a_second(copy: Path) -> None:
     line = result.stdout.strip().splitlines()[-1]
     assert line.startswith("[retrain] mode=dry-run breaches=1 -> waiting: 1 of 2 drift runs in a row"), line
     assert "waiting for 1 more breach" in line
-    [recorded] = history.recent_attempts(db.make_engine(settings_of(copy)))
+    recorded = history.recent_attempts(db.make_engine(settings_of(copy)), limit=1)[0]
     assert recorded.outcome is RetrainOutcome.WAITING and recorded.breaches == 1
     notes = read_status(settings_of(copy))["metadata"]["annotations"]
     assert notes[ANNOTATION_PREFIX + "retrain-outcome"] == "waiting"
@@ -79,5 +79,5 @@ def test_a_better_challenger_is_promoted_then_the_cooldown_holds(copy: Path) -> 
     assert served.version == promoted.challenger_version and served.metadata.trained_on == "2024-02-29"
     again = retrain.attempt(settings)
     assert again.outcome is RetrainOutcome.COOLDOWN and model.load(settings).version == served.version
-    outcomes = [a.outcome for a in history.recent_attempts(db.make_engine(settings))]
+    outcomes = [a.outcome for a in history.recent_attempts(db.make_engine(settings), limit=3)]
     assert outcomes == [RetrainOutcome.COOLDOWN, RetrainOutcome.PROMOTED, RetrainOutcome.WOULD_PROMOTE]

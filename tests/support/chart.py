@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from tools.monitoring.localstack import CHART_DIR as CHART
@@ -57,3 +58,12 @@ def assert_database_url_from_secret(objects: list[dict], secret: str, key: str) 
             assert secrets == [
                 {"secretName": secret, "defaultMode": 0o440, "items": [{"key": key, "path": "streamflow_database_url"}]}
             ], obj["metadata"]["name"]
+
+
+def components_where(objects: list[dict], wants: Callable[[dict], bool]) -> set[str]:
+    """The `app.kubernetes.io/component` of every workload whose pod spec satisfies `wants`."""
+    return {
+        pod_template(obj)["metadata"]["labels"]["app.kubernetes.io/component"]
+        for obj in objects
+        if obj["kind"] in POD_KINDS and wants(pod_spec(obj))
+    }

@@ -264,7 +264,8 @@ def drift_dashboard() -> model.Dashboard:
             "streamflow-drift",
             "StreamFlow / Drift",
             "The drift job's outcome as pushed to the Pushgateway: the decision, drift_share against "
-            "its threshold, per-feature distances, target drift and run freshness.",
+            "its threshold, per-feature distances, target drift and run freshness; then the served "
+            "model's performance on labelled months and the guarded retrain's last attempt.",
         )
         .with_variable(_datasource_variable())
         .with_variable(_query_variable("namespace", "Namespace", "label_values(streamflow_drift_share, namespace)"))
@@ -383,6 +384,68 @@ def drift_dashboard() -> model.Dashboard:
                     table_format=True,
                 ),
             )
+        )
+        .with_row(builder.Row("Served model on labelled months, and retraining"))
+        .with_panel(
+            _targets(
+                table.Panel()
+                .title("Served model per labelled month")
+                .description(
+                    "The performance job: ROC AUC, and the calibration gap (mean predicted churn probability "
+                    "minus the observed churn rate), per model version and month whose labels have arrived."
+                )
+                .height(8)
+                .span(12),
+                _query(
+                    f"max by (model_version, month) (streamflow_model_auc{{{ns}}})",
+                    "AUC",
+                    "A",
+                    instant=True,
+                    table_format=True,
+                ),
+                _query(
+                    f"max by (model_version, month) (streamflow_model_calibration_gap{{{ns}}})",
+                    "gap",
+                    "B",
+                    instant=True,
+                    table_format=True,
+                ),
+            )
+        )
+        .with_panel(
+            _timeseries(
+                "Served model: AUC and calibration gap",
+                "Per labelled month; the alerts fire below the AUC floor and beyond the gap.",
+                "none",
+                _query(f"min by (month) (streamflow_model_auc{{{ns}}})", "AUC {{month}}", "A"),
+                _query(f"max by (month) (streamflow_model_calibration_gap{{{ns}}})", "gap {{month}}", "B"),
+            )
+        )
+        .with_panel(
+            _targets(
+                table.Panel()
+                .title("Last retrain attempt")
+                .description(
+                    "The guarded retrain job: outcome (waiting, cooldown, kept-champion, would-promote, promoted), "
+                    "mode, champion and challenger."
+                )
+                .height(6)
+                .span(12),
+                _query(
+                    f"max by (outcome, mode, champion, challenger) (streamflow_retrain_attempt_info{{{ns}}})",
+                    instant=True,
+                    table_format=True,
+                ),
+            )
+        )
+        .with_panel(
+            _stat(
+                "Drift breaches in a row",
+                "RETRAINING_TRIGGERED runs in a row, as the retrain guard counted them.",
+                "none",
+                _query(f"max(streamflow_retrain_breaches_in_row{{{ns}}})"),
+                width=12,
+            ).height(6)
         )
     )
     return dash.build()

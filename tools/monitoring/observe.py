@@ -21,6 +21,7 @@ import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from streamflow.settings import Settings
@@ -101,12 +102,31 @@ def format_panel(panel: PanelValue) -> str:
     return head + "\n".join(shown)
 
 
+# After the drift runs, what the chart's other CronJobs run: the guarded retrain and the served
+# model's performance on labelled months (both push to the Pushgateway too)
+LOOP_JOBS = ("jobs.retrain", "jobs.performance")
+
+
+def run_job(data_env: Mapping[str, str], pushgateway_url: str, module: str, *args: str) -> int:
+    """One of the real batch jobs, pushing to the Pushgateway; its last lines go to our stdout."""
+    env = {**os.environ, **data_env, "STREAMFLOW_PUSHGATEWAY_URL": pushgateway_url}
+    return subprocess.run([sys.executable, "-m", module, *args], env=env, check=False).returncode
+
+
 def run_drift(data_env: Mapping[str, str], pushgateway_url: str, reference: str, current: str) -> int:
     """The real drift job, pushing to the Pushgateway; its decision line goes to our stdout."""
-    env = {**os.environ, **data_env, "STREAMFLOW_PUSHGATEWAY_URL": pushgateway_url}
-    return subprocess.run(
-        [sys.executable, "-m", "jobs.drift", "--reference", reference, "--current", current], env=env, check=False
-    ).returncode
+    return run_job(data_env, pushgateway_url, "jobs.drift", "--reference", reference, "--current", current)
+
+
+def run_loop_jobs(data_env: Mapping[str, str], pushgateway_url: str, prometheus: Prometheus) -> int:
+    """The retrain and performance jobs, then wait until Prometheus has scraped what they pushed."""
+    for module in LOOP_JOBS:
+        code = run_job(data_env, pushgateway_url, module)
+        if code != 0:
+            return code
+    for metric in ("streamflow_retrain_attempt_info", "streamflow_model_auc"):
+        prometheus.wait_for(f"the pushed {metric}", partial(prometheus.query, metric), 60.0)
+    return 0
 
 
 def send_traffic(
@@ -166,6 +186,11 @@ def main(argv: list[str] | None = None) -> int:
                 if code != 0:
                     print(f"observe: the drift job failed (exit {code}); see its last line above", file=sys.stderr)
                     return code
+            step(f"{' and '.join(LOOP_JOBS)}, pushing to {pushgateway.url}")
+            code = run_loop_jobs(data_env, pushgateway.url, prometheus)
+            if code != 0:
+                print(f"observe: a job failed (exit {code}); see its last line above", file=sys.stderr)
+                return code
             step(f"sending at most {args.requests} /predict requests")
             statuses = send_traffic(api.base_url, args.requests, settings.n_users)
             print(", ".join(f"{status}={count}" for status, count in sorted(statuses.items())))
