@@ -31,7 +31,7 @@ from kubernetes.dynamic.exceptions import DynamicApiError, ResourceNotFoundError
 from jobs.drift.sinks import KubernetesConfigMapSink, SinkError
 from streamflow.drift import ANNOTATION_PREFIX, ExitCode
 from tests.support.apiserver import ApiServer, local_apiserver, service_account_token
-from tests.support.chart import POD_KINDS, VARIANTS, env_of, find, one, pod_spec, pod_template, render
+from tests.support.chart import POD_KINDS, VARIANTS, drift_cronjob, env_of, find, one, pod_spec, pod_template, render
 from tests.support.processes import data_env, must_succeed, run_module
 from tools import toolchain
 
@@ -203,12 +203,12 @@ def release(cluster: Cluster) -> Release:
     """The default rendering in namespace streamflow, with what the drift job touches really
     created: ServiceAccounts, Role, RoleBinding, ConfigMaps (status and dashboards), Secret."""
     objects = render("default")
-    namespace = one(objects, "CronJob")["metadata"]["namespace"]
+    namespace = drift_cronjob(objects)["metadata"]["namespace"]
     cluster.create_namespace(namespace)
     for obj in objects:
         if obj["kind"] in {"ServiceAccount", "Role", "RoleBinding", "ConfigMap", "Secret"}:
             cluster.create(obj)
-    spec = pod_spec(one(objects, "CronJob"))
+    spec = pod_spec(drift_cronjob(objects))
     job_env = {}
     for name, entry in env_of(spec["containers"][0]).items():
         if name.startswith("STREAMFLOW_STATUS_"):

@@ -33,6 +33,7 @@ from tests.support.chart import (
     VARIANTS,
     assert_database_url_from_secret,
     components_where,
+    drift_cronjob,
     env_of,
     find,
     one,
@@ -262,7 +263,7 @@ def test_servicemonitor_selects_the_api_service_and_its_named_port(variant: str,
 @pytest.mark.parametrize("variant", [v for v in VARIANTS if v != "minimal-values"])
 def test_drift_role_grants_exactly_the_configmap_the_job_annotates(variant: str, rendered) -> None:
     objects = rendered[variant]
-    cronjob = one(objects, "CronJob")
+    cronjob = drift_cronjob(objects)
     spec = pod_spec(cronjob)
     env = env_of(spec["containers"][0])
     target = env["STREAMFLOW_STATUS_CONFIGMAP"]["value"]
@@ -295,7 +296,7 @@ def test_status_configmap_name_is_configurable(rendered) -> None:
     objects = render("default", {"status": {"configMapName": "churn-drift"}})
     assert one(objects, "Role")["rules"][0]["resourceNames"] == ["churn-drift"]
     assert (
-        env_of(pod_spec(one(objects, "CronJob"))["containers"][0])["STREAMFLOW_STATUS_CONFIGMAP"]["value"]
+        env_of(pod_spec(drift_cronjob(objects))["containers"][0])["STREAMFLOW_STATUS_CONFIGMAP"]["value"]
         == "churn-drift"
     )
     assert find(objects, "ConfigMap", "churn-drift")
@@ -303,7 +304,7 @@ def test_status_configmap_name_is_configurable(rendered) -> None:
 
 def test_cronjob_and_bootstrap_run_the_real_modules(rendered) -> None:
     objects = rendered["default"]
-    cronjob = one(objects, "CronJob")
+    cronjob = drift_cronjob(objects)
     assert cronjob["spec"]["concurrencyPolicy"] == "Forbid"
     assert cronjob["spec"]["schedule"] == "0 6 * * *" and cronjob["spec"]["timeZone"] == "Etc/UTC"
     for key in ("startingDeadlineSeconds", "successfulJobsHistoryLimit", "failedJobsHistoryLimit"):
@@ -331,7 +332,7 @@ def test_cronjob_and_bootstrap_run_the_real_modules(rendered) -> None:
 
 
 def test_pod_failure_policy_fails_the_job_at_once_on_the_drift_clis_not_retryable_codes(rendered) -> None:
-    cronjob = one(rendered["default"], "CronJob")
+    cronjob = drift_cronjob(rendered["default"])
     (rule,) = cronjob["spec"]["jobTemplate"]["spec"]["podFailurePolicy"]["rules"]
     assert rule["action"] == "FailJob"
     on_exit = rule["onExitCodes"]
@@ -343,13 +344,13 @@ def test_pod_failure_policy_fails_the_job_at_once_on_the_drift_clis_not_retryabl
 
 
 def test_explicit_months_and_schedule_reach_the_cronjob(rendered) -> None:
-    cronjob = one(rendered["external-database-values"], "CronJob")
+    cronjob = drift_cronjob(rendered["external-database-values"])
     assert cronjob["spec"]["schedule"] == "30 2 1 * *" and cronjob["spec"]["timeZone"] == "Europe/Paris"
     drift = pod_spec(cronjob)["containers"][0]
     assert drift["args"] == ["--reference", "2024-01-31", "--current", "2024-02-29"]
     assert env_of(drift)["STREAMFLOW_DRIFT_THRESHOLD"]["value"] == "0.25"
     assert env_of(drift)["STREAMFLOW_DRIFT_SAMPLE_ROWS"]["value"] == "200000"
-    default_drift = pod_spec(one(rendered["default"], "CronJob"))["containers"][0]
+    default_drift = pod_spec(drift_cronjob(rendered["default"]))["containers"][0]
     assert "STREAMFLOW_DRIFT_SAMPLE_ROWS" not in env_of(default_drift)  # all users unless asked
     api_deployment = next(d for d in find(rendered["default"], "Deployment") if d["metadata"]["name"].endswith("-api"))
     api = env_of(pod_spec(api_deployment)["containers"][0])
@@ -561,9 +562,7 @@ def test_make_targets_use_the_names_the_chart_renders(rendered) -> None:
     assert f"deployment/{one(objects, 'Deployment', 'streamflow-api')['metadata']['name']}" in commands
     assert f"cronjob/{one(objects, 'CronJob')['metadata']['name']}" in commands
     assert f"service/{one(objects, 'Service', 'streamflow-api')['metadata']['name']}" in commands
-    status_configmap = env_of(pod_spec(one(objects, "CronJob"))["containers"][0])["STREAMFLOW_STATUS_CONFIGMAP"][
-        "value"
-    ]
+    status_configmap = env_of(pod_spec(drift_cronjob(objects))["containers"][0])["STREAMFLOW_STATUS_CONFIGMAP"]["value"]
     assert f"configmap {status_configmap}" in commands
     assert "port-forward service/prometheus-operated 9090:9090" in commands
 

@@ -67,3 +67,10 @@ def components_where(objects: list[dict], wants: Callable[[dict], bool]) -> set[
         for obj in objects
         if obj["kind"] in POD_KINDS and wants(pod_spec(obj))
     }
+
+
+def drift_cronjob(objects: list[dict]) -> dict:
+    """The drift CronJob (the chart has others: retrain, performance)."""
+    found = [o for o in find(objects, "CronJob") if o["metadata"]["labels"]["app.kubernetes.io/component"] == "drift"]
+    assert len(found) == 1, f"expected one drift CronJob, found {len(found)}"
+    return found[0]
