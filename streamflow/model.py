@@ -215,6 +215,32 @@ def load(settings: Settings) -> ChurnModel:
     return ChurnModel(estimator=estimator, metadata=metadata, compiled=compiled, threads=settings.model_threads)
 
 
+def current_version(settings: Settings) -> str:
+    """The version the store holds now, read without the artifact: a cheap check a server can
+    make often to notice a promoted model (load() then verifies it before it serves)."""
+    if settings.model_store == "database":
+        query = (
+            sa.select(model_artifacts.c.version)
+            .order_by(model_artifacts.c.created_at.desc(), model_artifacts.c.version.desc())
+            .limit(1)
+        )
+        try:
+            with make_engine(settings).connect() as conn:
+                version = conn.execute(query).scalar()
+        except SQLAlchemyError as exc:
+            raise ModelArtifactError(
+                f"cannot read the model version: {first_line(getattr(exc, 'orig', None) or exc)}"
+            ) from None
+        if version is None:
+            raise ModelArtifactError("no model in the database store")
+        return str(version)
+    metadata_path = _model_dir(settings) / METADATA_FILE
+    try:
+        return _parse_metadata(metadata_path.read_text(), str(metadata_path)).version
+    except FileNotFoundError:
+        raise ModelArtifactError(f"no model metadata at {metadata_path}") from None
+
+
 def _model_dir(settings: Settings) -> Path:
     assert settings.model_dir is not None  # derived from data_dir by Settings
     return settings.model_dir

@@ -40,8 +40,11 @@ WORKLOADS = {
     "database.postgresql": ("StatefulSet", "streamflow-postgresql"),
     "pushgateway": ("Deployment", "streamflow-pushgateway"),
     "tests": ("Pod", "streamflow-test-api"),
+    "retrain": ("CronJob", "streamflow-retrain"),
+    "performance": ("CronJob", "streamflow-performance"),
 }
-IMAGES = [path for path in WORKLOADS if path != "tests"]  # the test pod runs api.image
+# the test pod runs api.image; the retrain and performance jobs run drift.image (the jobs image)
+IMAGES = [path for path in WORKLOADS if path not in ("tests", "retrain", "performance")]
 POD_OPTIONS: dict[str, Any] = {
     "podAnnotations": {"example.com/owner": "churn-team"},
     "podLabels": {"example.com/team": "ml"},

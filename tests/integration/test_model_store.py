@@ -33,13 +33,21 @@ def test_database_store_round_trip_newest_wins(demo_settings: Settings, tmp_path
     store = _database_store(tmp_path)
     with pytest.raises(model.ModelArtifactError, match=r"no model in table model_artifacts|cannot read table"):
         model.load(store)
-    model.save(trained.estimator, store, **_fields("2024-01-31", "2024-02-01T00:00:00+00:00"))
+    with pytest.raises(model.ModelArtifactError, match="no model"):
+        model.current_version(store)
+    older = model.save(trained.estimator, store, **_fields("2024-01-31", "2024-02-01T00:00:00+00:00"))
+    assert model.current_version(store) == older.version
     newer = model.save(trained.estimator, store, **_fields("2024-02-29", "2024-03-01T00:00:00+00:00"))
+    assert model.current_version(store) == newer.version != older.version  # without reading the artifact
     loaded = model.load(store)
     assert asdict(loaded.metadata) == asdict(newer)
     rows = np.zeros((3, 14))
     np.testing.assert_array_equal(loaded.churn_probability(rows), trained.churn_probability(rows))
     assert not (tmp_path / "model").exists(), "the database store writes nothing to model_dir"
+
+
+def test_directory_store_names_its_current_version(demo_settings: Settings) -> None:
+    assert model.current_version(demo_settings) == model.load(demo_settings).version
 
 
 def test_database_store_refuses_a_tampered_payload(demo_settings: Settings, tmp_path: Path) -> None:
