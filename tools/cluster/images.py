@@ -103,6 +103,8 @@ def _commit(
     partial.unlink(missing_ok=True)
     _run([*command, "push", "--quiet", name, f"docker-archive:{partial}:{name}"], f"buildah push {name}")
     partial.rename(archive)
+    # The archive is the cache: buildah's own copy would only double the disk used
+    subprocess.run([*command, "rmi", name], capture_output=True, check=False)
     return Image(name, archive)
 
 
