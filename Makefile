@@ -74,7 +74,7 @@ status-local: venv ## The embedded default's drift status (the local ConfigMap f
 	@cat $(DATA_DIR)/status/streamflow-drift-status.json 2>/dev/null || echo "no drift status yet: run make drift"
 	@echo; $(PY) -m jobs.history --limit 10
 
-##@ Kubernetes: kind or minikube (needs docker, kubectl, helm, and kind or minikube)
+##@ Kubernetes: kind or minikube (needs docker, kubectl, helm, and kind or minikube), or CLUSTER=local (docs/cluster.md)
 # KPS_VERSION, KIND_NODE_IMAGE, MINIKUBE_KUBERNETES_VERSION, ... (one place for every version)
 include k8s/versions.env
 CLUSTER       ?= kind
@@ -95,12 +95,20 @@ REPO_WEB_URL  := $(shell git remote get-url origin 2>/dev/null | sed -E 's#^git@
 RUNBOOK_URL   ?= $(if $(REPO_WEB_URL),$(REPO_WEB_URL)/blob/main/docs/runbooks.md)
 KUBECTL       ?= kubectl
 HELM          ?= helm
+# CLUSTER=local: a node on this machine (tools/cluster, docs/cluster.md); its state dir, kubeconfig and kubectl
+LOCAL_CLUSTER_DIR ?= $(HOME)/.cache/streamflow/cluster
+export STREAMFLOW_CLUSTER_DIR := $(LOCAL_CLUSTER_DIR)
+ifeq ($(CLUSTER),local)
+export KUBECONFIG := $(LOCAL_CLUSTER_DIR)/node/kubeconfig/admin.conf
+KUBECTL := $(HOME)/.cache/streamflow/tools/kubernetes-$(KUBE_BINARIES_VERSION)/kubectl
+endif
 
-cluster: ## Create the local cluster at the Kubernetes version of k8s/versions.env (CLUSTER=kind|minikube)
+cluster: $(if $(filter local,$(CLUSTER)),venv) ## Create the local cluster at the Kubernetes version of k8s/versions.env (CLUSTER=kind|minikube|local)
 	case "$(CLUSTER)" in \
 	  kind) kind get clusters 2>/dev/null | grep -qx '$(CLUSTER_NAME)' || kind create cluster --name $(CLUSTER_NAME) --config k8s/kind-config.yaml --image $(KIND_NODE_IMAGE) ;; \
 	  minikube) minikube -p $(CLUSTER_NAME) status >/dev/null 2>&1 || minikube start -p $(CLUSTER_NAME) --kubernetes-version=$(MINIKUBE_KUBERNETES_VERSION) --cpus=2 --memory=6g --cni=calico ;; \
-	  *) echo "CLUSTER must be kind or minikube, not '$(CLUSTER)'" >&2; exit 2 ;; \
+	  local) $(PY) -m tools.cluster up ;; \
+	  *) echo "CLUSTER must be kind, minikube or local, not '$(CLUSTER)'" >&2; exit 2 ;; \
 	esac
 
 monitoring: ## Install kube-prometheus-stack, pinned KPS_VERSION (CRDs applied server-side, Grafana password in a Secret)
@@ -159,12 +167,20 @@ grafana: ## Port-forward Grafana to 127.0.0.1:3000 (user admin; password in Secr
 prometheus: ## Port-forward Prometheus to 127.0.0.1:9090
 	$(KUBECTL) -n $(KPS_NAMESPACE) port-forward service/prometheus-operated 9090:9090
 
-down: ## Delete the local cluster (CLUSTER=kind|minikube)
+down: $(if $(filter local,$(CLUSTER)),venv) ## Delete the local cluster (CLUSTER=kind|minikube|local; local also restores the host)
 	case "$(CLUSTER)" in \
 	  kind) kind delete cluster --name $(CLUSTER_NAME) ;; \
 	  minikube) minikube delete -p $(CLUSTER_NAME) ;; \
-	  *) echo "CLUSTER must be kind or minikube, not '$(CLUSTER)'" >&2; exit 2 ;; \
+	  local) $(PY) -m tools.cluster down ;; \
+	  *) echo "CLUSTER must be kind, minikube or local, not '$(CLUSTER)'" >&2; exit 2 ;; \
 	esac
+
+cluster-status: venv ## The local node's processes (pid, RSS), node and pods (CLUSTER=local)
+	$(PY) -m tools.cluster status
+
+cluster-test: venv ## Prove the local node (restricted pod, Service DNS, PVC as UID 10001, logs/exec/port-forward); starts it if needed
+	$(PY) -m tools.cluster up
+	STREAMFLOW_CLUSTER_TESTS=1 $(PY) -m pytest tests/cluster $(PYTEST_ARGS)
 
 ##@ Development
 test-unit: venv ## The fast tier: seconds, no root, no apt, no Go builds, no servers but loopback ones in process
@@ -211,4 +227,4 @@ $(BOOTSTRAPPED):
 	touch $@
 
 .PHONY: help demo test test-unit lint verify format serve soak bootstrap drift retrain performance train bench observe dashboards chart-docs status-local venv lock clean \
-	cluster monitoring images deploy drift-now status traffic grafana prometheus down
+	cluster monitoring images deploy drift-now status traffic grafana prometheus down cluster-status cluster-test

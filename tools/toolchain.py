@@ -244,3 +244,174 @@ def lint_venv() -> Path:
         run_tool([uv, "pip", "sync", "--quiet", "--python", str(venv / "bin" / "python"), str(LINT_LOCK)], timeout=900)
         (venv / ".synced").touch()
     return venv / "bin"
+
+
+# --- The local node (tools/cluster): more binaries from the Go module proxy -----------------------
+
+# The k8s.io/kubernetes commands a node runs beside kube-apiserver (kubectl too: /usr/bin/kubectl
+# may be another minor, and kubectl supports only one minor of skew).
+KUBE_NODE_COMMANDS = ("kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy", "kubectl")
+COREDNS_VERSION = VERSIONS["COREDNS_VERSION"]
+CRICTL_VERSION = VERSIONS["CRICTL_VERSION"]
+LOCAL_PATH_PROVISIONER_VERSION = VERSIONS["LOCAL_PATH_PROVISIONER_VERSION"]
+# CoreDNS plugins of the minimal build, in the order of CoreDNS's plugin.cfg (the order they run
+# in): directive -> package under github.com/coredns/coredns/plugin/
+COREDNS_PLUGINS = {
+    "reload": "reload",
+    "bind": "bind",
+    "ready": "ready",
+    "health": "health",
+    "prometheus": "metrics",
+    "errors": "errors",
+    "log": "log",
+    "loadbalance": "loadbalance",
+    "cache": "cache",
+    "hosts": "hosts",
+    "kubernetes": "kubernetes",
+    "loop": "loop",
+    "forward": "forward",
+}
+
+
+def _kubernetes_wrapper(directory: Path, packages: list[str]) -> dict[str, str]:
+    """Write the wrapper module that builds `packages` of k8s.io/kubernetes; returns the build env.
+
+    The same recipe as kube_apiserver(): k8s.io/kubernetes replaces its staging modules with local
+    paths, so the wrapper replaces each with its published v0.<minor>.<patch> tag.
+    """
+    _, minor, patch = KUBE_APISERVER_VERSION.lstrip("v").split(".")
+    env = {**os.environ, "CGO_ENABLED": "0", "GOFLAGS": "-mod=mod -buildvcs=false"}
+    upstream = f"k8s.io/kubernetes@{KUBE_APISERVER_VERSION}"
+    go_mod = Path(
+        json.loads(run_tool([go(), "mod", "download", "-json", upstream], env=env, timeout=900).stdout)["GoMod"]
+    )
+    staging = _STAGING_REPLACE.findall(go_mod.read_text())
+    if not staging:
+        raise ToolUnavailable(f"no staging replace lines in {go_mod}: the wrapper module recipe no longer fits")
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "go.mod").write_text(
+        "module streamflow.invalid/kubernetes-build\n\ngo 1.24\n\n"
+        f"require k8s.io/kubernetes {KUBE_APISERVER_VERSION}\n\nreplace (\n"
+        + "".join(f"\t{module} => {module} v0.{minor}.{patch}\n" for module in staging)
+        + ")\n"
+    )
+    # Pin the version in `go get` too, or it moves k8s.io/kubernetes to the newest release.
+    run_tool([go(), "get", *(f"{package}@{KUBE_APISERVER_VERSION}" for package in packages)], cwd=directory, env=env)
+    return env
+
+
+def _kubernetes_version_flags() -> list[str]:
+    """-X flags that set the version the binaries report, the way Kubernetes' own build does."""
+    major, minor, _ = KUBE_APISERVER_VERSION.lstrip("v").split(".")
+    return [
+        f"-X k8s.io/component-base/version.{name}={value}"
+        for name, value in (
+            ("gitVersion", KUBE_APISERVER_VERSION),
+            ("gitMajor", major),
+            ("gitMinor", minor),
+            ("gitTreeState", "clean"),
+        )
+    ]
+
+
+@cache
+def kubernetes_binaries(commands: tuple[str, ...] = KUBE_NODE_COMMANDS) -> dict[str, Path]:
+    """Paths of k8s.io/kubernetes commands at KUBE_BINARIES_VERSION, built together the first time.
+
+    One wrapper module and one `go build` for every missing command (they share most packages);
+    kube-apiserver comes from kube_apiserver() and its own cache. Each binary is written to a
+    partial directory and moved into the cache only after the whole build succeeded, so an
+    interrupted build is never cached.
+    """
+    target = CACHE / f"kubernetes-{KUBE_APISERVER_VERSION}"
+    paths = {command: target / command for command in commands if command != "kube-apiserver"}
+    missing = [command for command, path in paths.items() if not path.exists()]
+    if missing:
+        packages = [f"k8s.io/kubernetes/cmd/{command}" for command in missing]
+        env = _kubernetes_wrapper(target / "wrapper", packages)
+        partial = target / "partial"
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir(parents=True)
+        flags = "-s -w " + " ".join(_kubernetes_version_flags())
+        build = [go(), "build", "-trimpath", "-ldflags", flags, "-o", f"{partial}/", *packages]
+        run_tool(build, cwd=target / "wrapper", env=env, timeout=5400)
+        for command in missing:
+            (partial / command).rename(paths[command])
+        partial.rmdir()
+    if "kube-apiserver" in commands:
+        paths["kube-apiserver"] = kube_apiserver()
+    return paths
+
+
+def _go_build_module(
+    name: str, module: str, version: str, package: str = "", main_go: str = "", ldflags: tuple[str, ...] = ()
+) -> Path:
+    """Build `package` of `module`@`version` through a wrapper module, cached under CACHE.
+
+    With `main_go`, the wrapper's own main package is that source (a custom CoreDNS); otherwise
+    the wrapper only requires the module and builds its `package` (`go install` refuses modules
+    with replace directives; a wrapper works for both). The cache directory is named by the
+    version and a digest of the source and flags, so changing either builds again; the binary is
+    renamed into place only once the build succeeded (an interrupted build is never cached).
+    """
+    digest = hashlib.sha256(json.dumps([package, main_go, ldflags]).encode()).hexdigest()[:8]
+    target = CACHE / f"{name}-{version}-{digest}"
+    binary = target / name
+    if binary.exists():
+        return binary
+    env = {**os.environ, "CGO_ENABLED": "0", "GOFLAGS": "-mod=mod -buildvcs=false"}
+    wrapper = target / "wrapper"
+    wrapper.mkdir(parents=True, exist_ok=True)
+    (wrapper / "go.mod").write_text(
+        f"module streamflow.invalid/{name}-build\n\ngo 1.24\n\nrequire {module} {version}\n"
+    )
+    if main_go:
+        (wrapper / "main.go").write_text(main_go)
+    run_tool([go(), "get", f"{module}@{version}"], cwd=wrapper, env=env, timeout=1800)
+    run_tool([go(), "mod", "tidy"], cwd=wrapper, env=env, timeout=1800)
+    partial = target / f"{name}.partial"
+    flags = " ".join(("-s", "-w", *ldflags))
+    run_tool([go(), "build", "-trimpath", "-ldflags", flags, "-o", str(partial), package or "."], cwd=wrapper, env=env)
+    partial.rename(binary)
+    return binary
+
+
+@cache
+def coredns() -> Path:
+    """A CoreDNS binary with the plugins a cluster's DNS needs (COREDNS_PLUGINS), static."""
+    imports = "".join(f'\t_ "github.com/coredns/coredns/plugin/{package}"\n' for package in COREDNS_PLUGINS.values())
+    directives = "".join(f'\t"{plugin}",\n' for plugin in COREDNS_PLUGINS)
+    main_go = (
+        "// A minimal CoreDNS: the plugins of a cluster's Corefile only (generated by tools/toolchain.py).\n"
+        "package main\n\nimport (\n"
+        '\t"github.com/coredns/coredns/core/dnsserver"\n'
+        '\t"github.com/coredns/coredns/coremain"\n'
+        f"{imports})\n\nvar directives = []string{{\n{directives}}}\n\n"
+        "func init() { dnsserver.Directives = directives }\n\nfunc main() { coremain.Run() }\n"
+    )
+    return _go_build_module("coredns", "github.com/coredns/coredns", COREDNS_VERSION, main_go=main_go)
+
+
+@cache
+def crictl() -> Path:
+    """crictl (cri-tools), the CRI client that removes pod sandboxes through the runtime (CNI DEL)."""
+    return _go_build_module(
+        "crictl",
+        "sigs.k8s.io/cri-tools",
+        CRICTL_VERSION,
+        "sigs.k8s.io/cri-tools/cmd/crictl",
+        ldflags=(f"-X sigs.k8s.io/cri-tools/pkg/version.Version={CRICTL_VERSION}",),
+    )
+
+
+@cache
+def local_path_provisioner() -> Path:
+    """rancher's local-path-provisioner (kind's default storage): dynamic hostPath PVs."""
+    module = "github.com/rancher/local-path-provisioner"
+    return _go_build_module(
+        "local-path-provisioner",
+        module,
+        LOCAL_PATH_PROVISIONER_VERSION,
+        module,
+        ldflags=(f"-X main.VERSION={LOCAL_PATH_PROVISIONER_VERSION}",),
+    )
