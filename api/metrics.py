@@ -123,15 +123,15 @@ class InProcessRequestMetrics(Collector):
         if not empty:
             for labels, series in list(self._series.items()):
                 requests.add_metric(labels, float(series.count), created=series.created)
-            for labels, route in list(self._latency.items()):
+            for route_labels, route in list(self._latency.items()):
                 cumulative, running = [], 0
                 for bound, count in zip(_BUCKET_LABELS, route.buckets, strict=True):
                     running += count
                     cumulative.append((bound, float(running)))
-                latency.add_metric(labels, cumulative, route.sum)
+                latency.add_metric(route_labels, cumulative, route.sum)
                 # HistogramMetricFamily takes no `created`; prometheus_client's Histogram exposes it
                 latency.samples.append(
-                    Sample(f"{LATENCY[0]}_created", dict(zip(LATENCY[2], labels, strict=True)), route.created)
+                    Sample(f"{LATENCY[0]}_created", dict(zip(LATENCY[2], route_labels, strict=True)), route.created)
                 )
         yield requests
         yield latency
