@@ -6,9 +6,7 @@ API answers 503 with the reason instead of failing to start. A store that fails 
 is dropped and re-opened the same way, so the API recovers by itself when it comes back.
 
 The hot path (docs/performance.md):
-- features are read with the online store's own reader (Feast's `OnlineStore.online_read`), one
-  call per feature view, with the views resolved once per registry version: Feast's
-  `get_online_features` re-plans the same 14-feature request on every call (0.7 ms vs 0.25 ms);
+- features are read with the online store's own reader (`api.online_features`);
 - a user's features and prediction are immutable until the next materialization (the model is
   loaded once), so each worker keeps the last `prediction_cache_size` of them. A background task
   refreshes the registry every `prediction_cache_check_seconds` and empties the cache when a
@@ -26,24 +24,16 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+from api.errors import ServiceUnavailable, UnknownUser
 from api.metrics import ApiMetrics
+from api.online_features import READINESS_PROBE_USER, OnlineFeatureReader
 from streamflow import model as model_artifact
-from streamflow.feature_repo import online_store_path, open_store
-from streamflow.features import ENTITY_KEY, FEATURE_GROUPS, encode_row
+from streamflow.feature_repo import online_store_path
+from streamflow.features import encode_row
 from streamflow.logs import first_line, log_event
 from streamflow.settings import Settings
 
 log = logging.getLogger("streamflow.api")
-
-READINESS_PROBE_USER = "__readiness_probe__"  # never a real id (the request schema forbids '_' first)
-
-
-class ServiceUnavailable(Exception):
-    """A dependency of /predict is not ready; the message says which and why."""
-
-
-class UnknownUser(Exception):
-    """The online store has no features for this user."""
 
 
 @dataclass(frozen=True)
@@ -51,56 +41,6 @@ class Prediction:
     probability: float
     model_version: str
     features: dict[str, Any]
-
-
-class OnlineFeatureReader:
-    """One user's 14 feature values, straight from the online store's reader."""
-
-    def __init__(self, store: Any) -> None:
-        self.store = store
-        self.registry_version: tuple = ()
-        self._plan: list[tuple[Any, list[str]]] = []
-        self.refresh()
-
-    def refresh(self) -> bool:
-        """Re-read the registry; True when a view was applied or materialized since last time."""
-        self.store.refresh_registry()
-        views = {view.name: view for view in self.store.list_feature_views(allow_cache=True)}
-        missing = [group.view for group in FEATURE_GROUPS if group.view not in views]
-        if missing:
-            raise LookupError(
-                f"feature views {missing} are not in the Feast registry: run feast apply (make bootstrap)"
-            )
-        self._plan = [(views[g.view], [f.name for f in g.features]) for g in FEATURE_GROUPS]
-        # Feast appends an interval per materialization (even of the same window) and stamps
-        # last_updated on every apply.
-        version = tuple(
-            (view.name, view.last_updated_timestamp, len(view.materialization_intervals)) for view, _ in self._plan
-        )
-        changed, self.registry_version = version != self.registry_version, version
-        return changed
-
-    def read(self, user_id: str) -> dict[str, Any]:
-        from feast.protos.feast.types.EntityKey_pb2 import EntityKey
-        from feast.protos.feast.types.Value_pb2 import Value
-        from feast.type_map import feast_value_type_to_python_type
-
-        key = EntityKey(join_keys=[ENTITY_KEY], entity_values=[Value(string_val=user_id)])
-        values: dict[str, Any] = {}
-        online_store, config = self.store.provider.online_store, self.store.config
-        for view, names in self._plan:
-            [(_, row)] = online_store.online_read(config, view, [key], names)
-            for name in names:
-                value = row.get(name) if row else None
-                values[name] = None if value is None else feast_value_type_to_python_type(value)
-        return values
-
-    def close(self) -> None:
-        # Feast's SQLite store closes nothing itself (its close() is a no-op): close the cached
-        # connection here, or each drop would leak a file descriptor.
-        connection = getattr(self.store.provider.online_store, "_conn", None)  # Feast internals: guarded
-        if connection is not None:
-            connection.close()
 
 
 class ServingState:
@@ -147,10 +87,7 @@ class ServingState:
             # Checked first: sqlite3 would create an empty file in place of a missing one, and
             # that empty file would then stand in for the real store once it came back.
             store_file = self._store_file_id()
-            reader = OnlineFeatureReader(open_store(self.settings))
-            # The first online read sets up connections and caches (50-500 ms): pay it here,
-            # not in a user's request.
-            reader.read(READINESS_PROBE_USER)
+            reader = OnlineFeatureReader.open(self.settings)  # its first read included
         except Exception as exc:  # Feast raises many types; any of them means "not usable"
             self.errors["feature_store"] = (
                 str(exc) if isinstance(exc, ServiceUnavailable) else f"{type(exc).__name__}: {first_line(exc)}"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException, Request, Response
 
+from api.errors import ServiceUnavailable, UnknownUser
 from api.schemas import ErrorResponse, PredictRequest, PredictResponse
-from api.serving import ServiceUnavailable, UnknownUser
 
 router = APIRouter(tags=["prediction"])
 
