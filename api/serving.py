@@ -8,7 +8,8 @@ is dropped and re-opened the same way, so the API recovers by itself when it com
 The hot path (docs/performance.md):
 - features are read with the online store's own reader (`api.online_features`);
 - a user's features and prediction are immutable until the next materialization (the model is
-  loaded once), so each worker keeps the last `prediction_cache_size` of them. A background task
+  loaded once), so each worker keeps the last `prediction_cache_size` of them
+  (`api.prediction_cache`). A background task
   refreshes the registry every `prediction_cache_check_seconds` and empties the cache when a
   feature view was materialized or re-applied: a prediction is at most that much older than
   the store. A store that is gone still answers 503 first: the cache never hides an outage.
@@ -21,12 +22,12 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
 from api.errors import ServiceUnavailable, UnknownUser
 from api.metrics import ApiMetrics
 from api.online_features import READINESS_PROBE_USER, OnlineFeatureReader
+from api.prediction_cache import PredictionCache
 from streamflow import model as model_artifact
 from streamflow.feature_repo import online_store_path
 from streamflow.features import encode_row
@@ -55,7 +56,7 @@ class ServingState:
         self._last_attempt = float("-inf")
         self._lock = threading.Lock()
         size = settings.prediction_cache_size
-        self._predict = lru_cache(maxsize=size)(self._compute) if size else self._compute
+        self.cache = PredictionCache(self._compute, size, hits=metrics.cache_hit, misses=metrics.cache_miss)
 
     # -- loading ----------------------------------------------------------------------------
     def load(self) -> None:
@@ -95,7 +96,7 @@ class ServingState:
             log_event(log, "feature store not usable", logging.ERROR, reason=self.errors["feature_store"])
             return
         self.reader, self._store_file = reader, store_file
-        self._clear_cache()  # a re-opened store may hold other data than the one that failed
+        self.cache.clear()  # a re-opened store may hold other data than the one that failed
         self.errors.pop("feature_store", None)
         log_event(log, "feature store opened", profile=self.settings.feast_profile)
 
@@ -144,10 +145,6 @@ class ServingState:
         return self.model is not None and self.reader is not None
 
     # -- cache validity -------------------------------------------------------------------------
-    def _clear_cache(self) -> None:
-        if hasattr(self._predict, "cache_clear"):
-            self._predict.cache_clear()
-
     def check_registry(self) -> None:
         """Empty the prediction cache if the registry records a new materialization or apply."""
         reader = self.reader
@@ -159,7 +156,7 @@ class ServingState:
             log_event(log, "registry check failed", logging.WARNING, error=f"{type(exc).__name__}: {exc}")
             return
         if changed:
-            self._clear_cache()
+            self.cache.clear()
             log_event(log, "feature registry changed; prediction cache emptied")
 
     async def watch_registry(self) -> None:
@@ -181,12 +178,7 @@ class ServingState:
             raise ServiceUnavailable(f"feature store not available: {exc}") from None
         if self.reader is None:
             raise ServiceUnavailable(f"feature store not available: {self.errors.get('feature_store')}")
-        cache_info = getattr(self._predict, "cache_info", None)  # None when the cache is off
-        misses_before = cache_info().misses if cache_info else None
-        prediction = self._predict(user_id)
-        hit = cache_info is not None and cache_info().misses == misses_before
-        (self.metrics.cache_hit if hit else self.metrics.cache_miss).inc()
-        return prediction
+        return self.cache.get(user_id)
 
     def _compute(self, user_id: str) -> Prediction:
         assert self.model is not None
