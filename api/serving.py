@@ -28,6 +28,7 @@ from api.errors import ServiceUnavailable, UnknownUser
 from api.metrics import ApiMetrics
 from api.online_features import READINESS_PROBE_USER, OnlineFeatureReader
 from api.prediction_cache import PredictionCache
+from api.store_file import StoreFile, StoreFileMissing
 from streamflow import model as model_artifact
 from streamflow.feature_repo import online_store_path
 from streamflow.features import encode_row
@@ -50,8 +51,7 @@ class ServingState:
         self.metrics = metrics
         self.model: model_artifact.ChurnModel | None = None
         self.reader: OnlineFeatureReader | None = None
-        self._store_path = online_store_path(settings)  # the SQLite file (local profile), else None
-        self._store_file: tuple[int, int] | None = None  # (device, inode) the store's connection opened
+        self.store_file = StoreFile(online_store_path(settings))  # path None: the store is a server
         self.errors: dict[str, str] = {"model": "not loaded yet", "feature_store": "not opened yet"}
         self._last_attempt = float("-inf")
         self._lock = threading.Lock()
@@ -85,9 +85,7 @@ class ServingState:
 
     def _open_store(self) -> None:
         try:
-            # Checked first: sqlite3 would create an empty file in place of a missing one, and
-            # that empty file would then stand in for the real store once it came back.
-            store_file = self._store_file_id()
+            store_file = self.store_file.identify()  # first: see StoreFile.identify
             reader = OnlineFeatureReader.open(self.settings)  # its first read included
         except Exception as exc:  # Feast raises many types; any of them means "not usable"
             self.errors["feature_store"] = (
@@ -95,41 +93,30 @@ class ServingState:
             )
             log_event(log, "feature store not usable", logging.ERROR, reason=self.errors["feature_store"])
             return
-        self.reader, self._store_file = reader, store_file
+        self.reader, self.store_file.opened = reader, store_file
         self.cache.clear()  # a re-opened store may hold other data than the one that failed
         self.errors.pop("feature_store", None)
         log_event(log, "feature store opened", profile=self.settings.feast_profile)
 
-    def _store_file_id(self) -> tuple[int, int] | None:
-        """(device, inode) of the local online store file; None for a store that is a server."""
-        if self._store_path is None:
-            return None
-        try:
-            stat = self._store_path.stat()
-        except FileNotFoundError:
-            raise ServiceUnavailable(f"online store file {self._store_path} is missing") from None
-        return stat.st_dev, stat.st_ino
-
     def _check_store_file(self) -> None:
-        """Feast's SQLite store keeps one connection for good: with the file moved away or
-        replaced, it would go on reading the old file unseen (and /ready would say ok). So the
-        open store must still be the file at the configured path; if not, it is dropped, and
-        re-opened by the usual retry."""
-        if self.reader is None or self._store_path is None:
+        """The open store must still read the file at its path (api.store_file). A missing file
+        drops the store and raises StoreFileMissing (re-opened by the usual retry); a replaced
+        one is dropped and re-opened at once."""
+        if self.reader is None:
             return
         try:
-            same_file = self._store_file_id() == self._store_file
-        except ServiceUnavailable as exc:
+            replaced = self.store_file.replaced()
+        except StoreFileMissing as exc:
             self._drop_store(str(exc))
             raise
-        if not same_file:
-            self._drop_store(f"online store file {self._store_path} was replaced; re-opening it", logging.WARNING)
+        if replaced:
+            self._drop_store(f"online store file {self.store_file.path} was replaced; re-opening it", logging.WARNING)
             self.load()
 
     def _drop_store(self, reason: str, level: int = logging.ERROR) -> None:
         """Forget a store that failed, so the next retry opens a fresh one (no broken
         connection is ever reused)."""
-        reader, self.reader, self._store_file = self.reader, None, None
+        reader, self.reader, self.store_file.opened = self.reader, None, None
         self.errors["feature_store"] = reason
         self.metrics.ready.set(0)
         if reader is not None:
