@@ -1,5 +1,9 @@
 """What /predict needs at hand: the verified model and the Feast online store.
 
+ServingState orchestrates four pieces: the model (`streamflow.model`), the online feature reader
+(`api.online_features`), the store file's identity (`api.store_file`) and the prediction cache
+(`api.prediction_cache`); the routes only turn what it returns or raises into HTTP answers.
+
 Both are loaded at start-up and, if missing (the bootstrap job may still be running in a
 cluster), retried at most every `ready_retry_seconds` by /ready and /predict; until then the
 API answers 503 with the reason instead of failing to start. A store that fails while serving
@@ -8,8 +12,7 @@ is dropped and re-opened the same way, so the API recovers by itself when it com
 The hot path (docs/performance.md):
 - features are read with the online store's own reader (`api.online_features`);
 - a user's features and prediction are immutable until the next materialization (the model is
-  loaded once), so each worker keeps the last `prediction_cache_size` of them
-  (`api.prediction_cache`). A background task
+  loaded once), so each worker keeps the last `prediction_cache_size` of them. A background task
   refreshes the registry every `prediction_cache_check_seconds` and empties the cache when a
   feature view was materialized or re-applied: a prediction is at most that much older than
   the store. A store that is gone still answers 503 first: the cache never hides an outage.
@@ -41,8 +44,19 @@ log = logging.getLogger("streamflow.api")
 @dataclass(frozen=True)
 class Prediction:
     probability: float
+    label: int  # 1 = predicted to churn (probability >= prediction_threshold)
     model_version: str
     features: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Readiness:
+    checks: dict[str, str]  # per dependency: "ok" or the reason it is not ready
+    model_version: str | None
+
+    @property
+    def ready(self) -> bool:
+        return all(check == "ok" for check in self.checks.values())
 
 
 class ServingState:
@@ -153,9 +167,17 @@ class ServingState:
             await asyncio.to_thread(self.check_registry)
 
     # -- serving ------------------------------------------------------------------------------
-    def predict(self, user_id: str) -> Prediction:
-        """The prediction for one user; raises UnknownUser or ServiceUnavailable."""
+    async def serve(self, user_id: str) -> Prediction:
+        """What POST /predict answers: a due retry first, then predict(); the predicted outcome
+        counted. Raises UnknownUser or ServiceUnavailable."""
         self.retry_if_due()
+        prediction = self.predict(user_id)
+        (self.metrics.predicted_churn if prediction.label else self.metrics.predicted_stay).inc()
+        return prediction
+
+    def predict(self, user_id: str) -> Prediction:
+        """The prediction for one user from what is loaded now (no retry: see serve); raises
+        UnknownUser or ServiceUnavailable."""
         if self.model is None:
             raise ServiceUnavailable(f"model not loaded: {self.errors.get('model')}")
         try:
@@ -168,12 +190,15 @@ class ServingState:
         return self.cache.get(user_id)
 
     def _compute(self, user_id: str) -> Prediction:
-        assert self.model is not None
+        model = self.model
+        if model is None:  # predict() checked it; a model is never unloaded
+            raise ServiceUnavailable(f"model not loaded: {self.errors.get('model')}")
         features = self.online_features(user_id)
         if all(value is None for value in features.values()):
             raise UnknownUser(user_id)  # exceptions are not cached: a new user shows up at once
-        probability = float(self.model.churn_probability(encode_row(features))[0])
-        return Prediction(probability, self.model.version, features)
+        probability = float(model.churn_probability(encode_row(features))[0])
+        label = int(probability >= self.settings.prediction_threshold)
+        return Prediction(probability, label, model.version, features)
 
     def online_features(self, user_id: str) -> dict[str, Any]:
         """The 14 feature values of one user (None where the store has none)."""
@@ -191,6 +216,17 @@ class ServingState:
             raise ServiceUnavailable("feature store lookup failed; retry later") from None
         finally:
             self.metrics.feature_lookup.observe(time.perf_counter() - started)
+
+    # -- readiness ----------------------------------------------------------------------------
+    async def readiness(self) -> Readiness:
+        """What GET /ready answers: a due retry first, then whether the model is loaded and the
+        online store answers a lookup now."""
+        self.retry_if_due()
+        model_check = "ok" if self.model is not None else self.errors.get("model", "not loaded")
+        checks = {"model": model_check, "feature_store": self.check_store()}
+        readiness = Readiness(checks, self.model.version if self.model is not None else None)
+        self.metrics.ready.set(1 if readiness.ready else 0)
+        return readiness
 
     def check_store(self) -> str:
         """'ok' if the online store answers a lookup now, else the reason."""
