@@ -31,7 +31,8 @@ class OnlineFeatureReader:
     @classmethod
     def open(cls, settings: Settings) -> OnlineFeatureReader:
         """A reader on the configured store, its first read already paid: that one sets up
-        connections and caches (50-500 ms), better here than in a user's request."""
+        connections and caches (50-500 ms), better here than in a user's request. Blocking:
+        the API calls it off the event loop."""
         reader = cls(open_store(settings))
         try:
             reader.read(READINESS_PROBE_USER)

@@ -21,9 +21,10 @@ router = APIRouter(tags=["prediction"])
 )
 async def predict(body: PredictRequest, request: Request) -> Response:
     # async + direct calls: a cached prediction takes microseconds and a miss (online read
-    # ~0.3 ms + compiled model ~0.1 ms) is shorter than a thread-pool hop would cost. The serving
-    # state comes from serving_of, not from a `Serving` dependency: FastAPI's dependency
-    # resolution costs this route 10 % of its throughput (measured: api/deps.py).
+    # ~0.3 ms + compiled model ~0.1 ms) is shorter than a thread-pool hop would cost. Only a due
+    # retry of a missing model or store leaves the event loop (api/serving.py). The serving state
+    # comes from serving_of, not from a `Serving` dependency: FastAPI's dependency resolution
+    # costs this route 10 % of its throughput (measured: api/deps.py).
     try:
         result = await serving_of(request).serve(body.user_id)
     except ServiceUnavailable as exc:
