@@ -27,7 +27,7 @@ def main() -> None:
     configure_logging(settings.log_level, settings.log_format)
     limit_model_threads(settings)
     if settings.api_workers > 1:
-        assert settings.prometheus_multiproc_dir is not None  # resolved by Settings
+        assert settings.prometheus_multiproc_dir is not None  # derived from data_dir by Settings
         multiproc_dir = Path(settings.prometheus_multiproc_dir)
         multiproc_dir.mkdir(parents=True, exist_ok=True)
         # Stale files from a previous run would add up. Empty the directory but keep it: in a

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
@@ -24,16 +24,21 @@ from streamflow.settings import Settings, get_settings
 log = logging.getLogger("streamflow.api")
 
 
-def create_app(settings: Settings | None = None, registry: CollectorRegistry | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None,
+    registry: CollectorRegistry | None = None,
+    serving_factory: Callable[[Settings, ApiMetrics], ServingState] = ServingState,
+) -> FastAPI:
+    """`serving_factory` builds the serving state (tests give it other loaders)."""
     settings = settings or get_settings()
     configure_logging(settings.log_level, settings.log_format)
     multiproc_dir = settings.prometheus_multiproc_dir if settings.api_workers > 1 else None
     metrics = ApiMetrics(registry or CollectorRegistry(), multiproc_dir)
-    serving = ServingState(settings, metrics)
+    serving = serving_factory(settings, metrics)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        serving.load()
+        await serving.load_off_loop()  # what fails to load is retried later: the API starts anyway
         watcher = asyncio.create_task(serving.watch_registry())
         yield
         watcher.cancel()

@@ -1,19 +1,34 @@
-"""What /predict needs at hand: the verified model and the Feast online store.
+"""What /predict needs at hand, and keeping it so: the verified model and the Feast online store.
 
-Both are loaded at start-up and, if missing (the bootstrap job may still be running in a
-cluster), retried at most every `ready_retry_seconds` by /ready and /predict; until then the
-API answers 503 with the reason instead of failing to start. A store that fails while serving
-is dropped and re-opened the same way, so the API recovers by itself when it comes back.
+ServingState orchestrates four pieces: the model (`streamflow.model`), the online feature reader
+(`api.online_features`), the store file's identity (`api.store_file`) and the prediction cache
+(`api.prediction_cache`).
 
-The hot path (docs/performance.md):
-- features are read with the online store's own reader (Feast's `OnlineStore.online_read`), one
-  call per feature view, with the views resolved once per registry version: Feast's
-  `get_online_features` re-plans the same 14-feature request on every call (0.7 ms vs 0.25 ms);
-- a user's features and prediction are immutable until the next materialization (the model is
-  loaded once), so each worker keeps the last `prediction_cache_size` of them. A background task
-  refreshes the registry every `prediction_cache_check_seconds` and empties the cache when a
-  feature view was materialized or re-applied: a prediction is at most that much older than
-  the store. A store that is gone still answers 503 first: the cache never hides an outage.
+Both the model and the store are loaded at start-up and, if missing (the bootstrap job may still
+be running in a cluster), retried at most every `ready_retry_seconds` by /ready and /predict;
+until then the API answers 503 with the reason instead of failing to start. A store that fails
+while serving is dropped and re-opened the same way, so the API recovers by itself when it comes
+back; a store file replaced under the open store is re-opened at once.
+
+Loading off the event loop. Loading the model (checksum, unpickling, compiling its trees) and
+opening the store (Feast's import on first use takes 8-13 s here, the first read 50-500 ms) block
+for a long time, so `load_off_loop` runs them in a worker thread (`asyncio.to_thread`), one load
+at a time. The thread only loads: it builds a new model and reader and returns them, and the
+event loop installs them, so the state requests read is only ever changed on the loop (the
+registry watcher's thread aside, which refreshes the reader's plan and empties the cache).
+The request that starts a load awaits it, so its answer reflects the retry (a /ready that finds
+the model arrived answers 200). Requests that arrive while a load runs do not wait for it nor
+start another: they answer from the state as it is, 503 with the last reason. Waiting would pile
+requests up behind a load that can take seconds, and a readiness probe that times out says less
+than a 503 with the reason. The fast path (model and store loaded, prediction cached) does not
+go near any of this: one check of two attributes, no lock, no thread.
+
+The hot path (docs/performance.md): features are read per feature view with the store's own
+reader; predictions are cached per worker (a user's features and prediction are immutable until
+the next materialization). A background task refreshes the registry every
+`prediction_cache_check_seconds` and empties the cache when a feature view was materialized or
+re-applied: a prediction is at most that much older than the store. A store that is gone still
+answers 503 first: the cache never hides an outage.
 """
 
 from __future__ import annotations
@@ -22,195 +37,184 @@ import asyncio
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
+from api.errors import ServiceUnavailable, UnknownUser
 from api.metrics import ApiMetrics
+from api.online_features import READINESS_PROBE_USER, OnlineFeatureReader
+from api.prediction_cache import PredictionCache
+from api.store_file import FileId, StoreFile, StoreFileMissing
 from streamflow import model as model_artifact
-from streamflow.feature_repo import online_store_path, open_store
-from streamflow.features import ENTITY_KEY, FEATURE_GROUPS, encode_row
+from streamflow.feature_repo import online_store_path
+from streamflow.features import encode_row
 from streamflow.logs import first_line, log_event
 from streamflow.settings import Settings
 
 log = logging.getLogger("streamflow.api")
 
-READINESS_PROBE_USER = "__readiness_probe__"  # never a real id (the request schema forbids '_' first)
+ModelLoader = Callable[[Settings], model_artifact.ChurnModel]  # blocking; raises ModelArtifactError
+ReaderOpener = Callable[[Settings], OnlineFeatureReader]  # blocking; raises anything
 
 
-class ServiceUnavailable(Exception):
-    """A dependency of /predict is not ready; the message says which and why."""
-
-
-class UnknownUser(Exception):
-    """The online store has no features for this user."""
+class StoreFileReplaced(ServiceUnavailable):
+    """The open store reads a file that is no longer the one at its path; it was dropped."""
 
 
 @dataclass(frozen=True)
 class Prediction:
     probability: float
+    label: int  # 1 = predicted to churn (probability >= prediction_threshold)
     model_version: str
     features: dict[str, Any]
 
 
-class OnlineFeatureReader:
-    """One user's 14 feature values, straight from the online store's reader."""
+@dataclass(frozen=True)
+class Readiness:
+    checks: dict[str, str]  # per dependency: "ok" or the reason it is not ready
+    model_version: str | None
 
-    def __init__(self, store: Any) -> None:
-        self.store = store
-        self.registry_version: tuple = ()
-        self._plan: list[tuple[Any, list[str]]] = []
-        self.refresh()
+    @property
+    def ready(self) -> bool:
+        return all(check == "ok" for check in self.checks.values())
 
-    def refresh(self) -> bool:
-        """Re-read the registry; True when a view was applied or materialized since last time."""
-        self.store.refresh_registry()
-        views = {view.name: view for view in self.store.list_feature_views(allow_cache=True)}
-        missing = [group.view for group in FEATURE_GROUPS if group.view not in views]
-        if missing:
-            raise LookupError(
-                f"feature views {missing} are not in the Feast registry: run feast apply (make bootstrap)"
-            )
-        self._plan = [(views[g.view], [f.name for f in g.features]) for g in FEATURE_GROUPS]
-        # Feast appends an interval per materialization (even of the same window) and stamps
-        # last_updated on every apply.
-        version = tuple(
-            (view.name, view.last_updated_timestamp, len(view.materialization_intervals)) for view, _ in self._plan
-        )
-        changed, self.registry_version = version != self.registry_version, version
-        return changed
 
-    def read(self, user_id: str) -> dict[str, Any]:
-        from feast.protos.feast.types.EntityKey_pb2 import EntityKey
-        from feast.protos.feast.types.Value_pb2 import Value
-        from feast.type_map import feast_value_type_to_python_type
+@dataclass
+class _Loaded:
+    """What one load attempt produced, in its worker thread: new objects only."""
 
-        key = EntityKey(join_keys=[ENTITY_KEY], entity_values=[Value(string_val=user_id)])
-        values: dict[str, Any] = {}
-        online_store, config = self.store.provider.online_store, self.store.config
-        for view, names in self._plan:
-            [(_, row)] = online_store.online_read(config, view, [key], names)
-            for name in names:
-                value = row.get(name) if row else None
-                values[name] = None if value is None else feast_value_type_to_python_type(value)
-        return values
-
-    def close(self) -> None:
-        # Feast's SQLite store closes nothing itself (its close() is a no-op): close the cached
-        # connection here, or each drop would leak a file descriptor.
-        connection = getattr(self.store.provider.online_store, "_conn", None)  # Feast internals: guarded
-        if connection is not None:
-            connection.close()
+    model: model_artifact.ChurnModel | None = None
+    model_error: str | None = None
+    reader: OnlineFeatureReader | None = None
+    store_file: FileId | None = None
+    store_error: str | None = None
 
 
 class ServingState:
-    def __init__(self, settings: Settings, metrics: ApiMetrics) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        metrics: ApiMetrics,
+        *,
+        load_model: ModelLoader = model_artifact.load,
+        open_reader: ReaderOpener = OnlineFeatureReader.open,
+    ) -> None:
         self.settings = settings
         self.metrics = metrics
         self.model: model_artifact.ChurnModel | None = None
         self.reader: OnlineFeatureReader | None = None
-        self._store_path = online_store_path(settings)  # the SQLite file (local profile), else None
-        self._store_file: tuple[int, int] | None = None  # (device, inode) the store's connection opened
+        self.store_file = StoreFile(online_store_path(settings))  # path None: the store is a server
         self.errors: dict[str, str] = {"model": "not loaded yet", "feature_store": "not opened yet"}
-        self._last_attempt = float("-inf")
-        self._lock = threading.Lock()
         size = settings.prediction_cache_size
-        self._predict = lru_cache(maxsize=size)(self._compute) if size else self._compute
+        self.cache = PredictionCache(self._compute, size, hits=metrics.cache_hit, misses=metrics.cache_miss)
+        self._load_model, self._open_reader = load_model, open_reader
+        self._last_attempt = float("-inf")
+        self._loading: asyncio.Task[None] | None = None  # the load in progress, on the event loop
+        self._load_lock = threading.Lock()  # one load at a time, also for load() called from tools
+
+    @property
+    def is_ready(self) -> bool:
+        return self.model is not None and self.reader is not None
 
     # -- loading ----------------------------------------------------------------------------
     def load(self) -> None:
-        """Try to load whatever is not loaded yet; record why not."""
-        with self._lock:
-            self._last_attempt = time.monotonic()
-            if self.model is None:
-                self._load_model()
-            if self.reader is None:
-                self._open_store()
-            self.metrics.ready.set(1 if self.is_ready else 0)
+        """Load whatever is not loaded yet, here and now (blocking); record why not. For tools
+        and tests: the app loads with load_off_loop."""
+        self._last_attempt = time.monotonic()
+        self._install(self._attempt(self.model is None, self.reader is None))
 
-    def _load_model(self) -> None:
-        try:
-            loaded = model_artifact.load(self.settings)
-        except model_artifact.ModelArtifactError as exc:
-            self.errors["model"] = str(exc)
-            log_event(log, "model not loaded", logging.ERROR, reason=str(exc))
+    async def load_off_loop(self) -> None:
+        """Load whatever is not loaded yet in a worker thread and wait for it; if a load is
+        already running, return at once instead (see the module docstring)."""
+        if self._loading is not None:
             return
-        self.model = loaded
-        self.errors.pop("model", None)
-        self.metrics.model_info.labels(loaded.version, loaded.runtime).set(1)
-        log_event(
-            log, "model loaded", version=loaded.version, trained_on=loaded.metadata.trained_on, runtime=loaded.runtime
-        )
+        self._last_attempt = time.monotonic()
+        self._loading = loading = asyncio.create_task(self._load_in_thread())
+        # shielded: a request that goes away does not cancel the load others depend on
+        await asyncio.shield(loading)
 
-    def _open_store(self) -> None:
+    async def _load_in_thread(self) -> None:
         try:
-            # Checked first: sqlite3 would create an empty file in place of a missing one, and
-            # that empty file would then stand in for the real store once it came back.
-            store_file = self._store_file_id()
-            reader = OnlineFeatureReader(open_store(self.settings))
-            # The first online read sets up connections and caches (50-500 ms): pay it here,
-            # not in a user's request.
-            reader.read(READINESS_PROBE_USER)
-        except Exception as exc:  # Feast raises many types; any of them means "not usable"
-            self.errors["feature_store"] = (
-                str(exc) if isinstance(exc, ServiceUnavailable) else f"{type(exc).__name__}: {first_line(exc)}"
+            loaded = await asyncio.to_thread(self._attempt, self.model is None, self.reader is None)
+            self._install(loaded)
+        finally:
+            self._loading = None
+
+    async def retry_if_due(self) -> None:
+        """Load what is missing if the last attempt is `ready_retry_seconds` old."""
+        if not self.is_ready and time.monotonic() - self._last_attempt >= self.settings.ready_retry_seconds:
+            await self.load_off_loop()
+
+    def _attempt(self, need_model: bool, need_store: bool) -> _Loaded:
+        """Blocking, in a worker thread: builds what is asked for, changes no shared state."""
+        loaded = _Loaded()
+        with self._load_lock:
+            if need_model:
+                try:
+                    loaded.model = self._load_model(self.settings)
+                except model_artifact.ModelArtifactError as exc:
+                    loaded.model_error = str(exc)
+                    log_event(log, "model not loaded", logging.ERROR, reason=str(exc))
+            if need_store:
+                try:
+                    loaded.store_file = self.store_file.identify()  # first: see StoreFile.identify
+                    loaded.reader = self._open_reader(self.settings)
+                except Exception as exc:  # Feast raises many types; any of them means "not usable"
+                    loaded.store_file = None
+                    loaded.store_error = (
+                        str(exc) if isinstance(exc, ServiceUnavailable) else f"{type(exc).__name__}: {first_line(exc)}"
+                    )
+                    log_event(log, "feature store not usable", logging.ERROR, reason=loaded.store_error)
+        return loaded
+
+    def _install(self, loaded: _Loaded) -> None:
+        """On the event loop (or the caller of load()): make what was loaded the state served."""
+        if loaded.model is not None:
+            self.model = model = loaded.model
+            self.errors.pop("model", None)
+            self.metrics.model_info.labels(model.version, model.runtime).set(1)
+            log_event(
+                log, "model loaded", version=model.version, trained_on=model.metadata.trained_on, runtime=model.runtime
             )
-            log_event(log, "feature store not usable", logging.ERROR, reason=self.errors["feature_store"])
-            return
-        self.reader, self._store_file = reader, store_file
-        self._clear_cache()  # a re-opened store may hold other data than the one that failed
-        self.errors.pop("feature_store", None)
-        log_event(log, "feature store opened", profile=self.settings.feast_profile)
-
-    def _store_file_id(self) -> tuple[int, int] | None:
-        """(device, inode) of the local online store file; None for a store that is a server."""
-        if self._store_path is None:
-            return None
-        try:
-            stat = self._store_path.stat()
-        except FileNotFoundError:
-            raise ServiceUnavailable(f"online store file {self._store_path} is missing") from None
-        return stat.st_dev, stat.st_ino
+        elif loaded.model_error is not None:
+            self.errors["model"] = loaded.model_error
+        if loaded.reader is not None:
+            self.reader, self.store_file.opened = loaded.reader, loaded.store_file
+            self.cache.clear()  # a re-opened store may hold other data than the one that failed
+            self.errors.pop("feature_store", None)
+            log_event(log, "feature store opened", profile=self.settings.feast_profile)
+        elif loaded.store_error is not None:
+            self.errors["feature_store"] = loaded.store_error
+        self.metrics.ready.set(1 if self.is_ready else 0)
 
     def _check_store_file(self) -> None:
-        """Feast's SQLite store keeps one connection for good: with the file moved away or
-        replaced, it would go on reading the old file unseen (and /ready would say ok). So the
-        open store must still be the file at the configured path; if not, it is dropped, and
-        re-opened by the usual retry."""
-        if self.reader is None or self._store_path is None:
+        """The open store must still read the file at its path. If the file is gone or was
+        replaced, the store is dropped and StoreFileMissing or StoreFileReplaced raised: a new
+        file is re-opened at once by the caller, a missing one by the usual retry."""
+        if self.reader is None:
             return
         try:
-            same_file = self._store_file_id() == self._store_file
-        except ServiceUnavailable as exc:
+            replaced = self.store_file.replaced()
+        except StoreFileMissing as exc:
             self._drop_store(str(exc))
             raise
-        if not same_file:
-            self._drop_store(f"online store file {self._store_path} was replaced; re-opening it", logging.WARNING)
-            self.load()
+        if replaced:
+            reason = f"online store file {self.store_file.path} was replaced; re-opening it"
+            self._drop_store(reason, logging.WARNING)
+            raise StoreFileReplaced(reason)
 
     def _drop_store(self, reason: str, level: int = logging.ERROR) -> None:
         """Forget a store that failed, so the next retry opens a fresh one (no broken
         connection is ever reused)."""
-        reader, self.reader, self._store_file = self.reader, None, None
+        reader, self.reader, self.store_file.opened = self.reader, None, None
         self.errors["feature_store"] = reason
         self.metrics.ready.set(0)
         if reader is not None:
             reader.close()
         log_event(log, "feature store dropped", level, reason=reason)
 
-    def retry_if_due(self) -> None:
-        if not self.is_ready and time.monotonic() - self._last_attempt >= self.settings.ready_retry_seconds:
-            self.load()
-
-    @property
-    def is_ready(self) -> bool:
-        return self.model is not None and self.reader is not None
-
     # -- cache validity -------------------------------------------------------------------------
-    def _clear_cache(self) -> None:
-        if hasattr(self._predict, "cache_clear"):
-            self._predict.cache_clear()
-
     def check_registry(self) -> None:
         """Empty the prediction cache if the registry records a new materialization or apply."""
         reader = self.reader
@@ -222,7 +226,7 @@ class ServingState:
             log_event(log, "registry check failed", logging.WARNING, error=f"{type(exc).__name__}: {exc}")
             return
         if changed:
-            self._clear_cache()
+            self.cache.clear()
             log_event(log, "feature registry changed; prediction cache emptied")
 
     async def watch_registry(self) -> None:
@@ -232,32 +236,45 @@ class ServingState:
             await asyncio.to_thread(self.check_registry)
 
     # -- serving ------------------------------------------------------------------------------
+    async def serve(self, user_id: str) -> Prediction:
+        """What POST /predict answers: a due retry first (off the loop), then predict(); the
+        predicted outcome counted. Raises UnknownUser or ServiceUnavailable."""
+        if self.model is None or self.reader is None:
+            await self.retry_if_due()
+        try:
+            prediction = self.predict(user_id)
+        except StoreFileReplaced:
+            await self.load_off_loop()  # at once, not after ready_retry_seconds
+            prediction = self.predict(user_id)
+        (self.metrics.predicted_churn if prediction.label else self.metrics.predicted_stay).inc()
+        return prediction
+
     def predict(self, user_id: str) -> Prediction:
-        """The prediction for one user; raises UnknownUser or ServiceUnavailable."""
-        self.retry_if_due()
+        """The prediction for one user from what is loaded now (no retry: see serve); raises
+        UnknownUser or ServiceUnavailable."""
         if self.model is None:
             raise ServiceUnavailable(f"model not loaded: {self.errors.get('model')}")
         try:
             self._check_store_file()  # one stat(): cheap enough for every request
-        except ServiceUnavailable as exc:
+        except StoreFileReplaced as exc:
+            raise StoreFileReplaced(f"feature store not available: {exc}") from None
+        except StoreFileMissing as exc:
             self.metrics.feature_lookup_errors.inc()
             raise ServiceUnavailable(f"feature store not available: {exc}") from None
         if self.reader is None:
             raise ServiceUnavailable(f"feature store not available: {self.errors.get('feature_store')}")
-        cache_info = getattr(self._predict, "cache_info", None)  # None when the cache is off
-        misses_before = cache_info().misses if cache_info else None
-        prediction = self._predict(user_id)
-        hit = cache_info is not None and cache_info().misses == misses_before
-        (self.metrics.cache_hit if hit else self.metrics.cache_miss).inc()
-        return prediction
+        return self.cache.get(user_id)
 
     def _compute(self, user_id: str) -> Prediction:
-        assert self.model is not None
+        model = self.model
+        if model is None:  # predict() checked it; a model is never unloaded
+            raise ServiceUnavailable(f"model not loaded: {self.errors.get('model')}")
         features = self.online_features(user_id)
         if all(value is None for value in features.values()):
             raise UnknownUser(user_id)  # exceptions are not cached: a new user shows up at once
-        probability = float(self.model.churn_probability(encode_row(features))[0])
-        return Prediction(probability, self.model.version, features)
+        probability = float(model.churn_probability(encode_row(features))[0])
+        label = int(probability >= self.settings.prediction_threshold)
+        return Prediction(probability, label, model.version, features)
 
     def online_features(self, user_id: str) -> dict[str, Any]:
         """The 14 feature values of one user (None where the store has none)."""
@@ -276,12 +293,25 @@ class ServingState:
         finally:
             self.metrics.feature_lookup.observe(time.perf_counter() - started)
 
-    def check_store(self) -> str:
+    # -- readiness ----------------------------------------------------------------------------
+    async def readiness(self) -> Readiness:
+        """What GET /ready answers: a due retry first (off the loop), then whether the model is
+        loaded and the online store answers a lookup now."""
+        await self.retry_if_due()
+        model_check = "ok" if self.model is not None else self.errors.get("model", "not loaded")
+        checks = {"model": model_check, "feature_store": await self.check_store()}
+        readiness = Readiness(checks, self.model.version if self.model is not None else None)
+        self.metrics.ready.set(1 if readiness.ready else 0)
+        return readiness
+
+    async def check_store(self) -> str:
         """'ok' if the online store answers a lookup now, else the reason."""
         try:
             self._check_store_file()
-        except ServiceUnavailable as exc:
+        except StoreFileMissing as exc:
             return str(exc)
+        except StoreFileReplaced:
+            await self.load_off_loop()  # at once, not after ready_retry_seconds
         reader = self.reader
         if reader is None:
             return self.errors.get("feature_store", "not opened")

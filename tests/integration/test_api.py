@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from api import smoke
 from api.main import create_app
 from api.metrics import LATENCY_BUCKETS
-from api.serving import OnlineFeatureReader
+from api.online_features import OnlineFeatureReader
 from streamflow import db, feature_repo, model
 from streamflow.datasets import snapshot_frame
 from streamflow.feature_repo import open_store
