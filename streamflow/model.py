@@ -219,21 +219,10 @@ def current_version(settings: Settings) -> str:
     """The version the store holds now, read without the artifact: a cheap check a server can
     make often to notice a promoted model (load() then verifies it before it serves)."""
     if settings.model_store == "database":
-        query = (
-            sa.select(model_artifacts.c.version)
-            .order_by(model_artifacts.c.created_at.desc(), model_artifacts.c.version.desc())
-            .limit(1)
-        )
-        try:
-            with make_engine(settings).connect() as conn:
-                version = conn.execute(query).scalar()
-        except SQLAlchemyError as exc:
-            raise ModelArtifactError(
-                f"cannot read the model version: {first_line(getattr(exc, 'orig', None) or exc)}"
-            ) from None
-        if version is None:
-            raise ModelArtifactError("no model in the database store")
-        return str(version)
+        row = _newest_row(settings, model_artifacts.c.version)
+        if row is None:
+            raise ModelArtifactError(f"no model in {_database_where(settings)}: run the bootstrap job (or jobs.train)")
+        return str(row.version)
     metadata_path = _model_dir(settings) / METADATA_FILE
     try:
         return _parse_metadata(metadata_path.read_text(), str(metadata_path)).version
@@ -269,19 +258,24 @@ def _read_from_directory(model_dir: Path) -> tuple[ModelMetadata, bytes | None, 
     return metadata, payload, where
 
 
-def _read_from_database(settings: Settings) -> tuple[ModelMetadata, bytes | None, str]:
-    where = f"table model_artifacts of {settings.database_url_safe}"
-    query = (
-        sa.select(model_artifacts.c.metadata, model_artifacts.c.payload)
-        .order_by(model_artifacts.c.created_at.desc(), model_artifacts.c.version.desc())
-        .limit(1)
-    )
+def _database_where(settings: Settings) -> str:
+    return f"table model_artifacts of {settings.database_url_safe}"
+
+
+def _newest_row(settings: Settings, *columns: sa.ColumnElement[Any]) -> sa.Row[Any] | None:
+    """The newest model's `columns` in the database store (None when it holds none)."""
+    query = sa.select(*columns).order_by(model_artifacts.c.created_at.desc(), model_artifacts.c.version.desc()).limit(1)
     try:
         with make_engine(settings).connect() as conn:
-            row = conn.execute(query).first()
+            return conn.execute(query).first()
     except SQLAlchemyError as exc:
         reason = first_line(getattr(exc, "orig", None) or exc)
-        raise ModelArtifactError(f"cannot read {where}: {reason}") from None
+        raise ModelArtifactError(f"cannot read {_database_where(settings)}: {reason}") from None
+
+
+def _read_from_database(settings: Settings) -> tuple[ModelMetadata, bytes | None, str]:
+    where = _database_where(settings)
+    row = _newest_row(settings, model_artifacts.c.metadata, model_artifacts.c.payload)
     if row is None:
         raise ModelArtifactError(f"no model in {where}: run the bootstrap job (or jobs.train)")
     return _parse_metadata(row.metadata, where), bytes(row.payload), where

@@ -124,46 +124,28 @@ _STAGING_REPLACE = re.compile(r"^\s*(k8s\.io/[\w.-]+)\s*=>\s*\./staging/", re.MU
 @cache
 def kube_apiserver() -> Path:
     """Path of the pinned kube-apiserver binary, built through a wrapper module the first time."""
-    major, minor, patch = KUBE_APISERVER_VERSION.lstrip("v").split(".")
+    major, minor, _ = KUBE_APISERVER_VERSION.lstrip("v").split(".")
     if KUBERNETES_VERSION.split(".")[:2] != [major, minor]:
         raise ToolUnavailable(f"kube-apiserver {KUBE_APISERVER_VERSION} does not match Kubernetes {KUBERNETES_VERSION}")
     target = CACHE / f"kube-apiserver-{KUBE_APISERVER_VERSION}"
     binary = target / "kube-apiserver"
     if binary.exists():
         return binary
-    env = {**os.environ, "CGO_ENABLED": "0", "GOFLAGS": "-mod=mod -buildvcs=false"}
-    upstream = f"k8s.io/kubernetes@{KUBE_APISERVER_VERSION}"
-    go_mod = Path(
-        json.loads(run_tool([go(), "mod", "download", "-json", upstream], env=env, timeout=900).stdout)["GoMod"]
-    )
-    staging = _STAGING_REPLACE.findall(go_mod.read_text())
-    if not staging:
-        raise ToolUnavailable(f"no staging replace lines in {go_mod}: the wrapper module recipe no longer fits")
-    published = f"v0.{minor}.{patch}"  # staging modules are tagged v0.<minor>.<patch>
-    wrapper = target / "wrapper"
-    wrapper.mkdir(parents=True, exist_ok=True)
-    (wrapper / "go.mod").write_text(
-        "module streamflow.invalid/kube-apiserver-build\n\ngo 1.24\n\n"
-        f"require k8s.io/kubernetes {KUBE_APISERVER_VERSION}\n\nreplace (\n"
-        + "".join(f"\t{module} => {module} {published}\n" for module in staging)
-        + ")\n"
-    )
     package = "k8s.io/kubernetes/cmd/kube-apiserver"
-    # Pin the version in `go get` too, or it moves k8s.io/kubernetes to the newest release.
-    run_tool([go(), "get", f"{package}@{KUBE_APISERVER_VERSION}"], cwd=wrapper, env=env, timeout=1800)
-    # The version the binary reports (/version), set the way Kubernetes' own build does.
-    flags = [
-        f"-X k8s.io/component-base/version.{name}={value}"
-        for name, value in (
-            ("gitVersion", KUBE_APISERVER_VERSION),
-            ("gitMajor", major),
-            ("gitMinor", minor),
-            ("gitTreeState", "clean"),
-        )
-    ]
+    wrapper = target / "wrapper"
+    env = _kubernetes_wrapper(wrapper, [package])
     partial = target / "kube-apiserver.partial"  # renamed when complete: an interrupted build is not cached
     run_tool(
-        [go(), "build", "-trimpath", "-ldflags", "-s -w " + " ".join(flags), "-o", str(partial), package],
+        [
+            go(),
+            "build",
+            "-trimpath",
+            "-ldflags",
+            "-s -w " + " ".join(_kubernetes_version_flags()),
+            "-o",
+            str(partial),
+            package,
+        ],
         cwd=wrapper,
         env=env,
         timeout=3600,
@@ -276,8 +258,8 @@ COREDNS_PLUGINS = {
 def _kubernetes_wrapper(directory: Path, packages: list[str]) -> dict[str, str]:
     """Write the wrapper module that builds `packages` of k8s.io/kubernetes; returns the build env.
 
-    The same recipe as kube_apiserver(): k8s.io/kubernetes replaces its staging modules with local
-    paths, so the wrapper replaces each with its published v0.<minor>.<patch> tag.
+    k8s.io/kubernetes replaces its staging modules with local paths, so the wrapper replaces each
+    with its published v0.<minor>.<patch> tag (kube_apiserver() and kubernetes_binaries() use it).
     """
     _, minor, patch = KUBE_APISERVER_VERSION.lstrip("v").split(".")
     env = {**os.environ, "CGO_ENABLED": "0", "GOFLAGS": "-mod=mod -buildvcs=false"}
