@@ -5,12 +5,9 @@ one place that reads them from there. The getters FastAPI calls are `async def` 
 runs a plain `def` dependency in its thread pool, a thread hop on every request.
 
 POST /predict is the exception: it takes the `Request` and calls `serving_of` itself. FastAPI
-resolves each `Depends` with a nested pass of its dependency solver, ~13 µs per request in
-process, against ~75 µs for a whole cached prediction. Paired wrk runs (two servers on one core
-loaded at the same moment, tools/bench/throughput.py's method) measured /predict with `serving:
-Serving` at 0.90x the throughput of the same code calling `serving_of` (8 pairs, 0.88-0.93),
-and the latter at 1.02x the code before this module existed (18 pairs, 0.99-1.09; identical
-processes differ by ~1 %).
+resolves each `Depends` with a nested pass of its dependency solver on every request, which on
+the cached path costs a measurable share of the route's throughput (the paired measurement is in
+docs/performance.md, "/predict against bare FastAPI").
 """
 
 from __future__ import annotations

@@ -20,11 +20,11 @@ router = APIRouter(tags=["prediction"])
     },
 )
 async def predict(body: PredictRequest, request: Request) -> Response:
-    # async + direct calls: a cached prediction takes microseconds and a miss (online read
-    # ~0.3 ms + compiled model ~0.1 ms) is shorter than a thread-pool hop would cost. Only a due
-    # retry of a missing model or store leaves the event loop (api/serving.py). The serving state
-    # comes from serving_of, not from a `Serving` dependency: FastAPI's dependency resolution
-    # costs this route 10 % of its throughput (measured: api/deps.py).
+    # async + direct calls: a cached prediction takes microseconds and a miss (online read +
+    # compiled model) is shorter than a thread-pool hop would cost. Only a due retry of a missing
+    # model or store leaves the event loop (api/serving.py). The serving state comes from
+    # serving_of, not from a `Serving` dependency: FastAPI's dependency resolution costs this
+    # route a measurable share of its throughput (api/deps.py, docs/performance.md).
     try:
         result = await serving_of(request).serve(body.user_id)
     except ServiceUnavailable as exc:
@@ -35,7 +35,7 @@ async def predict(body: PredictRequest, request: Request) -> Response:
         ) from None
     # Built from values this code produced (the schema is declared above and checked by the fuzz
     # test), so the response is serialized directly: FastAPI would validate the same fields again
-    # on every request, ~15 % of a cached prediction's time.
+    # on every request, a real share of a cached prediction's time (docs/performance.md).
     response = PredictResponse.model_construct(
         user_id=body.user_id,
         prediction=result.label,
