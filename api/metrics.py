@@ -193,6 +193,16 @@ class ApiMetrics:
             multiprocess_mode="livemin",
         )
 
+    def model_served(self, version: str, runtime: str, replaced: tuple[str, str] | None = None) -> None:
+        """api_model_info is 1 for the model served now. The one it replaced stops showing: its
+        series is removed, or set to 0 with several workers (their files keep every series)."""
+        if replaced is not None and replaced != (version, runtime):
+            if self.multiproc_dir is None:
+                self.model_info.remove(*replaced)
+            else:
+                self.model_info.labels(*replaced).set(0)
+        self.model_info.labels(version, runtime).set(1)
+
     def request_observer(self, method: str, route: str, status: str) -> RequestObserver:
         """What records one request of these labels: keep it, label resolution is the slow part."""
         if self._in_process_requests is not None:

@@ -171,11 +171,19 @@ class ServingState:
     def _install(self, loaded: _Loaded) -> None:
         """On the event loop (or the caller of load()): make what was loaded the state served."""
         if loaded.model is not None:
+            replaced = (self.model.version, self.model.runtime) if self.model is not None else None
             self.model = model = loaded.model
             self.errors.pop("model", None)
-            self.metrics.model_info.labels(model.version, model.runtime).set(1)
+            self.metrics.model_served(model.version, model.runtime, replaced)
+            if replaced is not None:
+                self.cache.clear()  # cached predictions are the replaced model's
             log_event(
-                log, "model loaded", version=model.version, trained_on=model.metadata.trained_on, runtime=model.runtime
+                log,
+                "model loaded" if replaced is None else "model replaced",
+                version=model.version,
+                trained_on=model.metadata.trained_on,
+                runtime=model.runtime,
+                replaced=replaced[0] if replaced else None,
             )
         elif loaded.model_error is not None:
             self.errors["model"] = loaded.model_error
@@ -229,11 +237,40 @@ class ServingState:
             self.cache.clear()
             log_event(log, "feature registry changed; prediction cache emptied")
 
+    def check_model(self) -> _Loaded | None:
+        """Blocking, in a worker thread: the store's model if it is not the one served (a
+        promotion), loaded and verified; None when nothing changed or the new one is refused (a
+        model that fails its checksum or cannot be read is logged and never served: the current
+        one keeps serving)."""
+        served = self.model
+        if served is None:  # the ordinary retry loads the first model
+            return None
+        try:
+            if model_artifact.current_version(self.settings) == served.version:
+                return None
+            with self._load_lock:
+                return _Loaded(model=self._load_model(self.settings))
+        except model_artifact.ModelArtifactError as exc:
+            log_event(
+                log,
+                "new model refused; the current one keeps serving",
+                logging.ERROR,
+                serving=served.version,
+                reason=first_line(exc),
+            )
+            return None
+
     async def watch_registry(self) -> None:
-        """Run check_registry every prediction_cache_check_seconds, off the event loop."""
+        """Every prediction_cache_check_seconds, off the event loop: check the registry (a new
+        materialization empties the cache) and the model store (a promoted model is loaded in the
+        thread and installed here, on the loop: requests in flight finish with the model they
+        started with, the next ones get the new one)."""
         while True:
             await asyncio.sleep(self.settings.prediction_cache_check_seconds)
             await asyncio.to_thread(self.check_registry)
+            promoted = await asyncio.to_thread(self.check_model)
+            if promoted is not None and self._loading is None:
+                self._install(promoted)
 
     # -- serving ------------------------------------------------------------------------------
     async def serve(self, user_id: str) -> Prediction:

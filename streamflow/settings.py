@@ -126,7 +126,10 @@ class Settings(BaseSettings):
         "until the feature registry records a new materialization or apply",
     )
     prediction_cache_check_seconds: float = Field(
-        10.0, gt=0.0, description="how often each worker checks the registry for a new materialization"
+        10.0,
+        gt=0.0,
+        description="how often each worker checks the registry for a new materialization and the "
+        "model store for a promoted model (loaded, verified and swapped in without a restart)",
     )
 
     # --- logging ---------------------------------------------------------------------------
