@@ -1,6 +1,6 @@
 """`make bench`: run the benchmarks, print a table, write reports/bench.json.
 
-    python -m tools.bench [--only overhead,throughput,latency,drift,retrain] [--rounds 3] [--seconds 8]
+    python -m tools.bench [--only overhead,throughput,latency,drift,retrain,promotion] [--rounds 3] [--seconds 8]
                           [--drift-users 100000,1000000] [--store-users 1000,1000000]
                           [--retrain-users 5000,100000]
 
@@ -21,7 +21,7 @@ from pathlib import Path
 from streamflow import __version__
 from streamflow.settings import get_settings
 
-PARTS = ("overhead", "throughput", "latency", "drift", "retrain")
+PARTS = ("overhead", "throughput", "latency", "drift", "retrain", "promotion")
 
 
 def _sizes(text: str) -> list[int]:
@@ -138,6 +138,16 @@ def main(argv: list[str] | None = None) -> int:
         )
         results |= throughput.summarize_overhead(pairs)
         raw["overhead_pairs"] = throughput.raw_pairs(pairs)
+
+    if "promotion" in parts:
+        from tools.bench import promotion
+
+        step("promotion: /predict load while a new model version is promoted halfway through")
+        results |= promotion.measure(settings, bench_dir / "promotion")
+        step(
+            f"promotion: {results['promotion_failed_requests']:.0f} failed of {results['promotion_requests']:.0f}, "
+            f"p99 {results['promotion_p99_ms']:.1f} ms, served after {results['promotion_switch_seconds']:.1f} s"
+        )
 
     if "throughput" in parts:
         from tools.bench import throughput
