@@ -4,6 +4,7 @@ promotes a better one into the checksummed model store, recording every attempt.
 from __future__ import annotations
 
 import shutil
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ from jobs import history, retrain
 from jobs.history import RetrainOutcome
 from streamflow import db, model
 from streamflow.datasets import load_snapshot
-from streamflow.drift import ANNOTATION_PREFIX
+from streamflow.drift import ANNOTATION_PREFIX, ExitCode
 from streamflow.features import TARGET, encode_frame
 from streamflow.settings import Settings
 from tests.support.drift import read_status
@@ -81,3 +82,21 @@ def test_a_better_challenger_is_promoted_then_the_cooldown_holds(copy: Path) -> 
     assert again.outcome is RetrainOutcome.COOLDOWN and model.load(settings).version == served.version
     outcomes = [a.outcome for a in history.recent_attempts(db.make_engine(settings), limit=3)]
     assert outcomes == [RetrainOutcome.COOLDOWN, RetrainOutcome.PROMOTED, RetrainOutcome.WOULD_PROMOTE]
+
+
+def test_a_failed_attempt_is_recorded_in_one_line_and_changes_nothing(copy: Path) -> None:
+    settings = settings_of(copy)
+    engine = db.make_engine(settings)
+    with engine.begin() as conn:  # the labels of every month but the first have not arrived
+        conn.execute(db.labels.delete().where(db.labels.c.period_start > db.snapshot_timestamp(date(2024, 1, 31))))
+    status, champion = read_status(settings), model.load(settings).version
+    result = run_module("jobs.retrain", "--mode", "promote", env=data_env(copy, retrain_breaches_in_row=1))
+    assert result.returncode == ExitCode.DATA, result.stderr[-2000:]
+    reason = result.stderr.strip().splitlines()[-1]
+    assert (
+        reason.startswith("retrain job failed (data): a duel needs two labelled months")
+        and "Traceback" not in result.stderr
+    )
+    newest = history.recent_attempts(engine, limit=1)[0]
+    assert newest.outcome is RetrainOutcome.FAILED and reason.endswith(newest.reason)
+    assert read_status(settings) == status and model.load(settings).version == champion
