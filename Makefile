@@ -150,9 +150,10 @@ drift-now: ## Run the drift CronJob now as a Job; wait and print its decision
 	$(KUBECTL) -n $(NAMESPACE) logs job/$$job --tail 3; \
 	test "$$($(KUBECTL) -n $(NAMESPACE) get job $$job -o jsonpath='{.status.succeeded}')" = 1
 
-status: ## Last drift decision (ConfigMap annotations), recent drift jobs and their events
+status: ## Last drift decision and retrain attempt (ConfigMap annotations), recent jobs, their last lines and events
 	$(KUBECTL) -n $(NAMESPACE) get configmap $(FULLNAME)-drift-status -o go-template='{{range $$k, $$v := .metadata.annotations}}{{$$k}}={{$$v}}{{"\n"}}{{end}}' | grep '^drift.streamflow.io/' || echo "no decision recorded yet: make drift-now"
-	$(KUBECTL) -n $(NAMESPACE) get jobs -l app.kubernetes.io/component=drift,app.kubernetes.io/instance=$(RELEASE) --sort-by=.metadata.creationTimestamp
+	$(KUBECTL) -n $(NAMESPACE) get jobs -l 'app.kubernetes.io/component in (drift,retrain,performance)',app.kubernetes.io/instance=$(RELEASE) --sort-by=.metadata.creationTimestamp
+	for job in retrain performance; do $(KUBECTL) -n $(NAMESPACE) logs -l app.kubernetes.io/component=$$job,app.kubernetes.io/instance=$(RELEASE) --tail=2 2>/dev/null | grep '^\[' || true; done
 	$(KUBECTL) -n $(NAMESPACE) get events --field-selector involvedObject.name=$(FULLNAME)-drift-status --sort-by=.lastTimestamp
 
 traffic: venv ## Send N (default 500) bounded /predict requests to the in-cluster API through a port-forward
