@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -20,13 +21,15 @@ from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from streamflow import db
 from streamflow.drift import Action, ExitCode
-from streamflow.logs import configure_logging
-from streamflow.settings import get_settings
+from streamflow.logs import configure_logging, first_line, log_event
+from streamflow.settings import Settings, get_settings
 
 T = TypeVar("T", "DriftRunRecord", "RetrainAttempt")
+log = logging.getLogger("streamflow.history")
 
 _metadata = sa.MetaData()
 drift_runs = sa.Table(
@@ -137,6 +140,15 @@ def record(engine: Engine, entry: DriftRunRecord | RetrainAttempt) -> None:
     values = {k: str(v) if isinstance(v, StrEnum) else v for k, v in values.items()}
     with engine.begin() as conn:
         conn.execute(table.insert().values(**values))
+
+
+def record_failure(settings: Settings, entry: DriftRunRecord | RetrainAttempt) -> None:
+    """Best effort, for a job that is failing: the failure goes into the history unless the
+    database is what failed (then a warning; the job's own one-line reason still follows)."""
+    try:
+        record(db.make_engine(settings), entry)
+    except SQLAlchemyError as exc:
+        log_event(log, "failure not recorded in the history", logging.WARNING, error=first_line(exc))
 
 
 def _recent(engine: Engine, kind: type[T], limit: int, *where: sa.ColumnElement[bool]) -> list[T]:

@@ -274,17 +274,6 @@ def build_registry(result: RetrainAttempt) -> CollectorRegistry:
     return registry
 
 
-def record_failure(settings: Settings, reason: str) -> None:
-    """Best effort: the failure goes into the history unless the database is what failed."""
-    try:
-        history.record(
-            db.make_engine(settings),
-            RetrainAttempt(settings.retrain_mode, RetrainOutcome.FAILED, reason, 0, __version__),
-        )
-    except SQLAlchemyError as exc:
-        log_event(log, "failed attempt not recorded in the history", logging.WARNING, error=first_line(exc))
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m jobs.retrain", description=__doc__.split("\n")[0])
     parser.add_argument("--mode", choices=["dry-run", "promote"], help="default: STREAMFLOW_RETRAIN_MODE (dry-run)")
@@ -308,7 +297,9 @@ def main(argv: list[str] | None = None) -> int:
         reason = first_line(exc)
         log_event(log, "retrain job failed", logging.ERROR, kind=kind, reason=reason, exit_code=code)
         if code == ExitCode.DATA:
-            record_failure(settings, reason)
+            history.record_failure(
+                settings, RetrainAttempt(settings.retrain_mode, RetrainOutcome.FAILED, reason, 0, __version__)
+            )
         print(f"retrain job failed ({kind}): {reason}", file=sys.stderr)
         return code
     log_event(log, "retrain attempt", outcome=str(result.outcome), reason=result.reason, mode=result.mode)

@@ -265,12 +265,17 @@ def _database_where(settings: Settings) -> str:
 def _newest_row(settings: Settings, *columns: sa.ColumnElement[Any]) -> sa.Row[Any] | None:
     """The newest model's `columns` in the database store (None when it holds none)."""
     query = sa.select(*columns).order_by(model_artifacts.c.created_at.desc(), model_artifacts.c.version.desc()).limit(1)
+    # a fresh engine per read, disposed here: the API asks for the current version every few
+    # seconds in every worker, and an engine left to the garbage collector keeps its pool open
+    engine = make_engine(settings)
     try:
-        with make_engine(settings).connect() as conn:
+        with engine.connect() as conn:
             return conn.execute(query).first()
     except SQLAlchemyError as exc:
         reason = first_line(getattr(exc, "orig", None) or exc)
         raise ModelArtifactError(f"cannot read {_database_where(settings)}: {reason}") from None
+    finally:
+        engine.dispose()
 
 
 def _read_from_database(settings: Settings) -> tuple[ModelMetadata, bytes | None, str]:

@@ -173,22 +173,6 @@ def decided_run(decision: Decision, result: report.DriftResult) -> history.Drift
     )
 
 
-def record_failure(settings: Settings, args: argparse.Namespace, threshold: float, code: int, reason: str) -> None:
-    """Best effort: the failure goes into the history unless the database is what failed."""
-    failed = history.DriftRunRecord(
-        exit_code=code,
-        threshold=threshold,
-        job_version=__version__,
-        reference=args.reference or settings.drift_reference,
-        current=args.current or settings.drift_current,
-        error=reason,
-    )
-    try:
-        history.record(db.make_engine(settings), failed)
-    except SQLAlchemyError as exc:
-        log_event(log, "failed run not recorded in the history", logging.WARNING, error=first_line(exc))
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m jobs.drift",
@@ -264,7 +248,17 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(exc, SQLAlchemyError):
             reason = f"database {settings.database_url_safe} unusable: {type(exc).__name__}: {reason}"
         log.debug("drift job failure", exc_info=True)
-        record_failure(settings, args, threshold, code, reason)
+        history.record_failure(
+            settings,
+            history.DriftRunRecord(
+                exit_code=code,
+                threshold=threshold,
+                job_version=__version__,
+                reference=args.reference or settings.drift_reference,
+                current=args.current or settings.drift_current,
+                error=reason,
+            ),
+        )
         log_event(log, "drift job failed", logging.ERROR, kind=kind, reason=reason, exit_code=code)
         print(f"drift job failed ({kind}): {reason}", file=sys.stderr)
         return code
