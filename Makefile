@@ -95,12 +95,16 @@ REPO_WEB_URL  := $(shell git remote get-url origin 2>/dev/null | sed -E 's#^git@
 RUNBOOK_URL   ?= $(if $(REPO_WEB_URL),$(REPO_WEB_URL)/blob/main/docs/runbooks.md)
 KUBECTL       ?= kubectl
 HELM          ?= helm
+# doctor and watch are standard library only: the user's python3, no venv
+PYTHON3       ?= python3
 # CLUSTER=local: a node on this machine (tools/cluster, docs/cluster.md); its state dir, kubeconfig and kubectl
 LOCAL_CLUSTER_DIR ?= $(HOME)/.cache/streamflow/cluster
 export STREAMFLOW_CLUSTER_DIR := $(LOCAL_CLUSTER_DIR)
 ifeq ($(CLUSTER),local)
 export KUBECONFIG := $(LOCAL_CLUSTER_DIR)/node/kubeconfig/admin.conf
 KUBECTL := $(HOME)/.cache/streamflow/tools/kubernetes-$(KUBE_BINARIES_VERSION)/kubectl
+# the Helm the tests build (tools/toolchain.py: helm()), at HELM_VERSION
+HELM := $(HOME)/.cache/streamflow/tools/helm-$(HELM_VERSION)/helm
 endif
 
 cluster: $(if $(filter local,$(CLUSTER)),venv) ## Create the local cluster at the Kubernetes version of k8s/versions.env (CLUSTER=kind|minikube|local)
@@ -167,6 +171,12 @@ grafana: ## Port-forward Grafana to 127.0.0.1:3000 (user admin; password in Secr
 
 prometheus: ## Port-forward Prometheus to 127.0.0.1:9090
 	$(KUBECTL) -n $(KPS_NAMESPACE) port-forward service/prometheus-operated 9090:9090
+
+doctor: ## Check the release's wiring to monitoring (CRDs, release labels, sidecar, targets, last drift run); exit 1 on a fault
+	KUBECTL=$(KUBECTL) $(PYTHON3) -m tools.doctor --namespace $(NAMESPACE) --release $(RELEASE)
+
+e2e: venv ## On the local node: cluster monitoring images deploy, then tests/e2e prove it (pods, API, CronJob, alerts, upgrade, doctor); down at the end
+	$(PY) -m tools.e2e $(PYTEST_ARGS)
 
 down: $(if $(filter local,$(CLUSTER)),venv) ## Delete the local cluster (CLUSTER=kind|minikube|local; local also restores the host)
 	case "$(CLUSTER)" in \

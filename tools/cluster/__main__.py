@@ -1,11 +1,11 @@
-"""python -m tools.cluster up|down|status|env — the local node (docs/cluster.md)."""
+"""python -m tools.cluster up|down|status|env|images — the local node (docs/cluster.md)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from tools.cluster import node
+from tools.cluster import node, project_images
 from tools.cluster.layout import Layout
 from tools.cluster.progress import say
 
@@ -14,10 +14,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.cluster", description=__doc__)
     parser.add_argument(
         "command",
-        choices=("up", "down", "status", "env"),
+        choices=("up", "down", "status", "env", "images"),
         help="up: start (idempotent); down: stop and restore the host; status: processes, RSS, node; "
-        "env: the shell exports for kubectl",
+        "env: the shell exports for kubectl; images: build StreamFlow's images and import them into the node",
     )
+    parser.add_argument("--tag", help="images: the tag of the api and jobs images (make images passes a content tag)")
     args = parser.parse_args(argv)
     layout = Layout.default()
     try:
@@ -25,6 +26,10 @@ def main(argv: list[str] | None = None) -> int:
             node.up(layout)
         elif args.command == "down":
             return 1 if node.down(layout) else 0
+        elif args.command == "images":
+            if not args.tag:
+                parser.error("images needs --tag")
+            node.load_images(layout, project_images.build(layout, args.tag))
         elif args.command == "status":
             return 0 if node.status(layout) else 1
         else:

@@ -65,6 +65,8 @@ def binaries() -> dict[str, Path]:
         f"local-path-provisioner {toolchain.LOCAL_PATH_PROVISIONER_VERSION}", toolchain.local_path_provisioner
     )
     found["etcd"] = toolchain.etcd()
+    # not the node's: the Helm that `make deploy CLUSTER=local` runs (the Makefile names its cache path)
+    found["helm"] = timed(f"helm {toolchain.HELM_VERSION}", toolchain.helm)
     return found
 
 

@@ -1,6 +1,6 @@
 """Container images without a registry: built with Debian's buildah, imported into containerd.
 
-buildah runs with its own storage under images/buildah (vfs driver: it mounts nothing), pushes each
+buildah runs with its own storage under images/buildah-overlay (overlay driver), pushes each
 image to a docker-archive tarball (which keeps the name and tag), and `ctr images import` loads the
 tarball into containerd's k8s.io namespace, where the kubelet finds it (pods use
 imagePullPolicy IfNotPresent/Never: there is no registry to pull from).
@@ -39,7 +39,7 @@ class Image:
     archive: Path  # docker-archive tarball
 
 
-def _run(cmd: list[str], what: str, **kwargs) -> subprocess.CompletedProcess[str]:
+def run(cmd: list[str], what: str, **kwargs) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(cmd, capture_output=True, text=True, check=False, **kwargs)
     if result.returncode != 0:
         raise RuntimeError(f"{what} failed ({' '.join(cmd[:4])} …, exit {result.returncode}): {result.stderr[-2000:]}")
@@ -47,9 +47,14 @@ def _run(cmd: list[str], what: str, **kwargs) -> subprocess.CompletedProcess[str
 
 
 def buildah(layout: Layout) -> list[str]:
-    """The buildah command with the node's private storage (no /var/lib/containers, no mounts)."""
-    store = layout.images / "buildah"
-    return ["buildah", "--root", str(store / "root"), "--runroot", str(store / "run"), "--storage-driver", "vfs"]
+    """The buildah command with the node's private storage (not /var/lib/containers).
+
+    overlay, not vfs: vfs stores every layer as a full copy and diffs whole trees, so the API
+    image (an 800 MB venv over a 250 MB base) took over 10 minutes to commit its layers; overlay
+    mounts only while a step runs (buildah unmounts after each, so `down` finds nothing left).
+    """
+    store = layout.images / "buildah-overlay"
+    return ["buildah", "--root", str(store / "root"), "--runroot", str(store / "run"), "--storage-driver", "overlay"]
 
 
 def _digest(*parts: bytes) -> str:
@@ -87,31 +92,36 @@ def _commit(
     add: bool = False,
 ) -> Image:
     command = buildah(layout)
-    container = _run([*command, "from", "--quiet", base], f"buildah from {base}").stdout.strip()
+    container = run([*command, "from", "--quiet", base], f"buildah from {base}").stdout.strip()
     try:
         for source, destination in copies:
             verb = "add" if add else "copy"
-            _run([*command, verb, "--quiet", container, source, destination], f"buildah {verb} {source}")
+            run([*command, verb, "--quiet", container, source, destination], f"buildah {verb} {source}")
         if config:
-            _run([*command, "config", *config, container], f"buildah config of {name}")
-        _run([*command, "commit", "--quiet", "--rm", container, name], f"buildah commit {name}")
+            run([*command, "config", *config, container], f"buildah config of {name}")
+        run([*command, "commit", "--quiet", "--rm", container, name], f"buildah commit {name}")
     except BaseException:
         subprocess.run([*command, "rm", container], capture_output=True, check=False)
         raise
-    layout.images.mkdir(parents=True, exist_ok=True)
-    partial = archive.with_suffix(".partial")  # renamed when complete: an interrupted push is not cached
-    partial.unlink(missing_ok=True)
-    _run([*command, "push", "--quiet", name, f"docker-archive:{partial}:{name}"], f"buildah push {name}")
-    partial.rename(archive)
+    push_archive(layout, name, archive)
     # The archive is the cache: buildah's own copy would only double the disk used
     subprocess.run([*command, "rmi", name], capture_output=True, check=False)
     return Image(name, archive)
 
 
+def push_archive(layout: Layout, name: str, archive: Path) -> None:
+    """buildah's image `name` into a docker-archive tarball that keeps the name (ctr imports it under it)."""
+    layout.images.mkdir(parents=True, exist_ok=True)
+    partial = archive.with_suffix(".partial")  # renamed when complete: an interrupted push is not cached
+    partial.unlink(missing_ok=True)
+    run([*buildah(layout), "push", "--quiet", name, f"docker-archive:{partial}:{name}"], f"buildah push {name}")
+    partial.rename(archive)
+
+
 def pause_image(layout: Layout) -> Image:
     """upstream pause.c at the Kubernetes version of the node, compiled static with gcc."""
     info = json.loads(
-        _run(
+        run(
             [toolchain.go(), "mod", "download", "-json", f"k8s.io/kubernetes@{toolchain.KUBE_APISERVER_VERSION}"], "go"
         ).stdout
     )
@@ -124,12 +134,12 @@ def pause_image(layout: Layout) -> Image:
         rootfs = Path(scratch, "rootfs")
         rootfs.mkdir()
         # The flags of upstream's Makefile (CFLAGS = -Os -Wall -Werror -static -DVERSION=v$(TAG)-$(REV))
-        _run(
+        run(
             ["gcc", "-Os", "-Wall", "-Werror", "-static", f"-DVERSION=v{tag}-streamflow", "-o", str(rootfs / "pause"),
              str(source_dir / "linux" / "pause.c")],
             "gcc pause.c (needs Debian's gcc and libc6-dev)",
         )  # fmt: skip
-        _run(["strip", str(rootfs / "pause")], "strip pause")
+        run(["strip", str(rootfs / "pause")], "strip pause")
         return scratch_image(
             layout, f"{REGISTRY}/pause:{tag}", rootfs, ["--entrypoint", '["/pause"]', "--user", "65535:65535"]
         )
@@ -150,7 +160,7 @@ def busybox_image(layout: Layout) -> Image:
     if "install ok installed" not in installed.stdout:
         toolchain.apt_install("busybox-static")
     busybox = Path("/bin/busybox")
-    version = _run([str(busybox)], "busybox").stdout.splitlines()[0].split()[1].lstrip("v")
+    version = run([str(busybox)], "busybox").stdout.splitlines()[0].split()[1].lstrip("v")
     with tempfile.TemporaryDirectory() as scratch:
         rootfs = Path(scratch, "rootfs")
         (rootfs / "bin").mkdir(parents=True)
@@ -160,9 +170,21 @@ def busybox_image(layout: Layout) -> Image:
         return scratch_image(layout, f"{REGISTRY}/busybox:{version}", rootfs, ["--cmd", '["/bin/sh"]'])
 
 
-def debian_image(layout: Layout, name: str, packages: tuple[str, ...] = (), user: str = "") -> Image:
-    """A Debian bookworm image from `mmdebstrap --variant=minbase` (+ packages), cached by its inputs."""
-    digest = _digest(name.encode(), json.dumps([packages, user]).encode())
+def debian_image(
+    layout: Layout,
+    name: str,
+    packages: tuple[str, ...] = (),
+    user: str = "",
+    hooks: tuple[str, ...] = (),
+    config: tuple[str, ...] = (),
+    inputs: bytes = b"",
+) -> Image:
+    """A Debian bookworm image from `mmdebstrap --variant=minbase` (+ packages), cached by its inputs.
+
+    hooks: mmdebstrap --customize-hook shell commands ("$1" is the rootfs); config: more
+    `buildah config` flags; inputs: the bytes of any host file a hook copies in (part of the cache key).
+    """
+    digest = _digest(name.encode(), json.dumps([packages, user, hooks, config]).encode(), inputs)
     archive = layout.images / f"{name.rsplit('/', 1)[-1].replace(':', '-')}-{digest}.tar"
     if archive.exists():
         return Image(name, archive)
@@ -171,20 +193,21 @@ def debian_image(layout: Layout, name: str, packages: tuple[str, ...] = (), user
     with tempfile.TemporaryDirectory(dir=layout.images.parent if layout.images.parent.exists() else None) as scratch:
         rootfs = Path(scratch, "rootfs.tar")
         include = [f"--include={','.join(packages)}"] if packages else []
-        _run(
+        run(
             ["mmdebstrap", "--quiet", "--variant=minbase", *include, "--aptopt=Acquire::Retries \"3\"",
-             "--dpkgopt=path-exclude=/usr/share/{doc,man,locale}/*", "bookworm", str(rootfs)],
+             "--dpkgopt=path-exclude=/usr/share/{doc,man,locale}/*", *(f"--customize-hook={hook}" for hook in hooks),
+             "bookworm", str(rootfs)],
             "mmdebstrap bookworm",
             timeout=1800,
         )  # fmt: skip
-        config = ["--cmd", '["/bin/sh"]'] + (["--user", user] if user else [])
-        return _commit(layout, name, archive, "scratch", [(str(rootfs), "/")], config, add=True)
+        flags = ["--cmd", '["/bin/sh"]', *(["--user", user] if user else []), *config]
+        return _commit(layout, name, archive, "scratch", [(str(rootfs), "/")], flags, add=True)
 
 
 def import_images(layout: Layout, images: list[Image]) -> None:
     """Load the archives into containerd's k8s.io namespace (where the kubelet's images live)."""
     for image in images:
-        _run(
+        run(
             ["ctr", "--address", str(layout.containerd_socket), "--namespace", "k8s.io", "images", "import",
              str(image.archive)],
             f"ctr images import {image.name}",
@@ -193,7 +216,7 @@ def import_images(layout: Layout, images: list[Image]) -> None:
 
 
 def imported(layout: Layout) -> set[str]:
-    result = _run(
+    result = run(
         ["ctr", "--address", str(layout.containerd_socket), "--namespace", "k8s.io", "images", "list", "--quiet"],
         "ctr images list",
     )

@@ -241,6 +241,20 @@ def up(layout: Layout) -> None:
     _usage(layout)
 
 
+def load_images(layout: Layout, built: list[images.Image]) -> None:
+    """Import image archives into the running node's containerd (skipping what it has already)."""
+    if not all(running(layout).values()):
+        raise ClusterError("the local node is not running: `make cluster CLUSTER=local` first")
+    present = images.imported(layout)
+    missing = [image for image in built if image.name not in present]
+    for image in built:
+        if image not in missing:
+            say(f"  {image.name}: in the node already")
+    if missing:
+        with step(f"importing {len(missing)} image(s) into the node's containerd"):
+            images.import_images(layout, missing)
+
+
 def _usage(layout: Layout) -> None:
     print(
         f"\n  export KUBECONFIG={layout.admin_kubeconfig}\n"

@@ -1,0 +1,74 @@
+"""`make e2e`: the README's own sequence on the local node, then tests/e2e prove what it built.
+
+    make cluster monitoring images deploy CLUSTER=local   (deploy with tests/e2e/e2e-values.yaml:
+                                                           the chart's defaults + a per-minute drift schedule)
+    STREAMFLOW_E2E=1 pytest tests/e2e                     (pods, API, CronJob, Prometheus, upgrade, doctor)
+    make down CLUSTER=local                               (unless the node ran before, or E2E_KEEP=1)
+
+Each step's wall time goes to the terminal and to reports/e2e.json. A step that fails stops the
+run (exit 1) after the node is taken down; its output is above, and the node's logs stay in
+~/.cache/streamflow/cluster/last-logs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tools.cluster import node
+from tools.cluster.layout import Layout
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+VALUES = "tests/e2e/e2e-values.yaml"
+REPORT = REPO_ROOT / "reports" / "e2e.json"
+
+
+def steps(python: str) -> list[tuple[str, list[str], dict[str, str]]]:
+    make = ["make", "--no-print-directory"]
+    return [
+        ("cluster", [*make, "cluster", "CLUSTER=local"], {}),
+        ("monitoring", [*make, "monitoring", "CLUSTER=local"], {}),
+        ("images", [*make, "images", "CLUSTER=local"], {}),
+        ("deploy", [*make, "deploy", "CLUSTER=local", f"HELM_ARGS=-f {VALUES}"], {}),
+        ("tests", [python, "-m", "pytest", "tests/e2e", "-v", *sys.argv[1:]], {"STREAMFLOW_E2E": "1"}),
+    ]
+
+
+def main() -> int:
+    layout = Layout.default()
+    was_running = all(node.running(layout).values())
+    keep = was_running or os.environ.get("E2E_KEEP") == "1"
+    timings: dict[str, float] = {}
+    failed = ""
+    started = time.monotonic()
+    try:
+        for name, command, env in steps(sys.executable):
+            print(f"\n=== e2e: {name}: {' '.join(command)}", flush=True)
+            step_started = time.monotonic()
+            result = subprocess.run(command, cwd=REPO_ROOT, env={**os.environ, **env}, check=False)
+            timings[name] = round(time.monotonic() - step_started, 1)
+            print(f"=== e2e: {name}: exit {result.returncode} after {timings[name]:.0f}s", flush=True)
+            if result.returncode != 0:
+                failed = name
+                break
+    finally:
+        if not keep:
+            print("\n=== e2e: make down CLUSTER=local", flush=True)
+            down_started = time.monotonic()
+            subprocess.run(["make", "--no-print-directory", "down", "CLUSTER=local"], cwd=REPO_ROOT, check=False)
+            timings["down"] = round(time.monotonic() - down_started, 1)
+        else:
+            print("\n=== e2e: the node keeps running (it ran before, or E2E_KEEP=1): `make down CLUSTER=local`")
+    timings["total"] = round(time.monotonic() - started, 1)
+    REPORT.parent.mkdir(exist_ok=True)
+    REPORT.write_text(json.dumps({"failed_step": failed, "seconds": timings}, indent=2) + "\n")
+    print(f"=== e2e: {'FAILED at ' + failed if failed else 'passed'}; seconds per step: {timings}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

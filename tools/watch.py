@@ -1,0 +1,235 @@
+"""Watch a release's pods while a command (helm upgrade, a Job) runs: say what it waits for, fail fast.
+
+    python3 -m tools.watch --namespace NS --selector app.kubernetes.io/instance=R -- helm upgrade --install ...
+    python3 -m tools.watch --namespace NS --job JOB --timeout 1800
+
+`helm upgrade --install` blocks silently while its post-install hook (the bootstrap Job) runs, and
+a failing hook only surfaces as a bare timeout after --timeout, its pod's logs gone. This prints,
+every few seconds when something changed, the phase of each pod of the release with the elapsed
+time; when a container fails (non-zero exit, crash loop, an image the node does not have, a pod
+the scheduler cannot place) it stops the command within seconds, prints that container's last log
+lines and the likely fix, and exits 1. With --job it waits for a Job (make drift-now) the same way.
+
+Standard library only (it runs with the user's python3 and kubectl, no venv): kubectl is KUBECTL
+or `kubectl` on PATH.
+"""
+
+from __future__ import annotations
+
+import argparse
+import calendar
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+
+POLL_SECONDS = 2.0
+# A pod the scheduler cannot place may only be waiting for a PVC to bind or a node to be
+# ready: give it this long before calling it a failure.
+UNSCHEDULABLE_GRACE_SECONDS = 45.0
+LOG_LINES = 25
+# Pods created this long before the watch began still count as this run's (clock granularity)
+CLOCK_SKEW_SECONDS = 5.0
+
+IMAGE_MISSING = {"ErrImageNeverPull", "ErrImagePull", "ImagePullBackOff", "InvalidImageName"}
+HINTS = {
+    "image": "the node does not have image {image}: build and load it with "
+    "`make images CLUSTER=<kind|minikube|local>`, "
+    "then `make deploy` again (the same tag is passed to both)",
+    "config": "a Secret or ConfigMap the pod needs is missing: {message}",
+    "crash": "the container fails: read its log above, fix the cause, then `make deploy` again "
+    "(`kubectl -n {namespace} logs {pod} -c {container}` shows it again)",
+    "oom": "the container ran out of memory: raise its resources.limits.memory in the chart values",
+    "unschedulable": "the scheduler cannot place the pod: {message}; free the node or lower the requests "
+    "(charts/streamflow/values-small.yaml)",
+}
+
+
+@dataclass(frozen=True)
+class Failure:
+    pod: str
+    container: str
+    reason: str
+    hint: str
+    previous: bool = False  # its log is the previous (crashed) instance's
+
+
+def kubectl(*args: str) -> str:
+    command = [os.environ.get("KUBECTL", "kubectl"), *args]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(command[:4])} …: {result.stderr.strip()[-500:]}")
+    return result.stdout
+
+
+def _containers(pod: dict) -> list[dict]:
+    status = pod.get("status", {})
+    return status.get("initContainerStatuses", []) + status.get("containerStatuses", [])
+
+
+def failure_of(pod: dict, now: float) -> Failure | None:
+    """Why `pod` has failed for good, or None while it may still come up."""
+    name = pod["metadata"]["name"]
+    namespace = pod["metadata"]["namespace"]
+    for container in _containers(pod):
+        state = container.get("state", {})
+        waiting = state.get("waiting", {})
+        terminated = state.get("terminated") or {}
+        reason = waiting.get("reason") or terminated.get("reason") or ""
+        fill = {"image": container.get("image", "?"), "message": waiting.get("message", ""), "namespace": namespace,
+                "pod": name, "container": container["name"]}  # fmt: skip
+        if reason in IMAGE_MISSING:
+            return Failure(name, container["name"], reason, HINTS["image"].format(**fill))
+        if reason == "CreateContainerConfigError":
+            return Failure(name, container["name"], reason, HINTS["config"].format(**fill))
+        if reason == "CrashLoopBackOff":
+            last = container.get("lastState", {}).get("terminated", {})
+            kind = "oom" if last.get("reason") == "OOMKilled" else "crash"
+            return Failure(name, container["name"], reason, HINTS[kind].format(**fill), previous=True)
+        if terminated and terminated.get("exitCode", 0) != 0:
+            kind = "oom" if reason == "OOMKilled" else "crash"
+            return Failure(
+                name, container["name"], f"exit {terminated['exitCode']} ({reason})", HINTS[kind].format(**fill)
+            )
+    for condition in pod.get("status", {}).get("conditions", []):
+        if condition.get("type") == "PodScheduled" and condition.get("reason") == "Unschedulable":
+            since = _timestamp(condition.get("lastTransitionTime"))
+            if since is not None and now - since > UNSCHEDULABLE_GRACE_SECONDS:
+                message = condition.get("message", "")
+                return Failure(name, "", "Unschedulable", HINTS["unschedulable"].format(message=message))
+    return None
+
+
+def _timestamp(value: str | None) -> float | None:
+    """Seconds since the epoch of a Kubernetes timestamp (RFC 3339, UTC)."""
+    if not value:
+        return None
+    return calendar.timegm(time.strptime(value, "%Y-%m-%dT%H:%M:%SZ"))
+
+
+def describe(pod: dict) -> str:
+    """One pod in a few words: its owner kind, phase and readiness."""
+    name = pod["metadata"]["name"]
+    phase = pod.get("status", {}).get("phase", "?")
+    containers = _containers(pod)
+    waiting = [c["state"]["waiting"].get("reason", "") for c in containers if "waiting" in c.get("state", {})]
+    ready = sum(1 for c in pod.get("status", {}).get("containerStatuses", []) if c.get("ready"))
+    total = len(pod.get("spec", {}).get("containers", []))
+    detail = f" {','.join(filter(None, waiting))}" if any(waiting) else ""
+    return f"{name} {phase}{detail} {ready}/{total}"
+
+
+def logs(namespace: str, failure: Failure) -> str:
+    if not failure.container:
+        return ""
+    args = ["-n", namespace, "logs", failure.pod, "-c", failure.container, f"--tail={LOG_LINES}"]
+    try:
+        return kubectl(*args, *(["--previous"] if failure.previous else []))
+    except RuntimeError as error:
+        return f"(no log: {error})"
+
+
+def report(namespace: str, failure: Failure) -> None:
+    where = f"{failure.pod}" + (f", container {failure.container}" if failure.container else "")
+    print(f"FAILED: {where}: {failure.reason}", file=sys.stderr)
+    text = logs(namespace, failure)
+    if text.strip():
+        print(f"--- last {LOG_LINES} log lines ---", file=sys.stderr)
+        print(text.rstrip(), file=sys.stderr)
+        print("---", file=sys.stderr)
+    print(f"likely fix: {failure.hint}", file=sys.stderr)
+
+
+def pods(namespace: str, selector: str) -> list[dict]:
+    return json.loads(kubectl("-n", namespace, "get", "pods", "-l", selector, "-o", "json"))["items"]
+
+
+def job_state(namespace: str, job: str) -> str:
+    """'Complete', 'Failed' or '' from a Job's conditions."""
+    found = json.loads(kubectl("-n", namespace, "get", "job", job, "-o", "json"))
+    for condition in found.get("status", {}).get("conditions", []):
+        if condition.get("status") == "True" and condition.get("type") in ("Complete", "Failed"):
+            return condition["type"]
+    return ""
+
+
+class Progress:
+    """Prints the pods' states when they change, with the elapsed time (every 30 s at least)."""
+
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+        self.last_line = ""
+        self.last_print = 0.0
+
+    def show(self, line: str) -> None:
+        now = time.monotonic()
+        if line != self.last_line or now - self.last_print > 30:
+            print(f"[{now - self.started:6.0f}s] {line}", flush=True)
+            self.last_line, self.last_print = line, now
+
+
+def watch(namespace: str, selector: str, command: list[str] | None, job: str | None, timeout: float) -> int:
+    # Only pods made by this run: a failed pod of an earlier CronJob run is history, not this failure
+    since = time.time() - CLOCK_SKEW_SECONDS
+    process = subprocess.Popen(command) if command else None
+    progress = Progress()
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            found = [
+                pod
+                for pod in pods(namespace, selector)
+                if (_timestamp(pod["metadata"].get("creationTimestamp")) or 0) >= since
+            ]
+            now = time.time()
+            for pod in found:
+                failure = failure_of(pod, now)
+                if failure is not None:
+                    report(namespace, failure)
+                    return 1
+            waiting_for = f"job {job}" if job else (" ".join(command[:3]) if command else "")
+            states = "; ".join(describe(pod) for pod in found) or "no pods yet"
+            progress.show(f"waiting for {waiting_for}: {states}")
+            if process is not None and process.poll() is not None:
+                return process.returncode
+            if job and job_state(namespace, job) == "Complete":
+                return 0
+            if job and job_state(namespace, job) == "Failed":
+                print(f"FAILED: job {job} failed and left no failed pod to read", file=sys.stderr)
+                return 1
+            if time.monotonic() > deadline:
+                print(f"FAILED: still waiting after {timeout:.0f}s: {states}", file=sys.stderr)
+                return 1
+            time.sleep(POLL_SECONDS)
+    finally:
+        if process is not None and process.poll() is None:
+            process.terminate()
+            process.wait(timeout=30)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python3 -m tools.watch", description=__doc__.splitlines()[0])
+    parser.add_argument("--namespace", required=True)
+    parser.add_argument("--selector", help="label selector of the pods to watch (the release's)")
+    parser.add_argument("--job", help="wait for this Job (its pods are selected by job-name)")
+    parser.add_argument("--timeout", type=float, default=1800.0, help="seconds (default 1800)")
+    parser.add_argument("command", nargs="*", help="the command to run while watching (after --)")
+    args = parser.parse_args(argv)
+    if not args.command and not args.job:
+        parser.error("give a command to run (after --) or --job")
+    selector = args.selector or (f"job-name={args.job}" if args.job else None)
+    if selector is None:
+        parser.error("--selector is needed with a command")
+    try:
+        return watch(args.namespace, selector, args.command or None, args.job, args.timeout)
+    except (RuntimeError, subprocess.TimeoutExpired) as error:
+        print(f"FAILED: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
