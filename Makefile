@@ -85,8 +85,10 @@ KPS_RELEASE   ?= kps
 KPS_NAMESPACE ?= monitoring
 KPS_REPO      := https://prometheus-community.github.io/helm-charts
 KPS_CHART_DIR := .build/kube-prometheus-stack-$(KPS_VERSION)
-VERSION       := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
-IMAGES        := streamflow-api:$(VERSION) streamflow-jobs:$(VERSION)
+# Images are tagged by content: g<commit>, plus -dirty-<hash> of the build context's uncommitted
+# changes (tools/image_tag.py, stdlib only), so a cluster never runs a stale image under a reused tag
+IMAGE_TAG     ?= $(shell python3 -m tools.image_tag)
+IMAGES         = streamflow-api:$(IMAGE_TAG) streamflow-jobs:$(IMAGE_TAG)
 # the chart's resource prefix: the release name, or <release>-streamflow (charts/streamflow/templates/_helpers.tpl)
 FULLNAME      := $(if $(findstring streamflow,$(RELEASE)),$(RELEASE),$(RELEASE)-streamflow)
 N             ?= 500
@@ -126,19 +128,29 @@ monitoring: ## Install kube-prometheus-stack, pinned KPS_VERSION (CRDs applied s
 	$(HELM) upgrade --install $(KPS_RELEASE) $(KPS_CHART_DIR)/kube-prometheus-stack -n $(KPS_NAMESPACE) \
 	  --skip-crds -f k8s/kube-prometheus-stack.values.yaml --wait --timeout 15m
 
-images: ## Build the API and jobs images and load them into the cluster
-	docker build --target api -t streamflow-api:$(VERSION) .
-	docker build --target jobs -t streamflow-jobs:$(VERSION) .
+# kind: `kind load docker-image` fails with Docker's containerd image store; an image archive works with both.
+images: $(if $(filter local,$(CLUSTER)),venv) ## Build the API and jobs images, tagged IMAGE_TAG (content-addressed), and load them into the cluster
 	case "$(CLUSTER)" in \
-	  kind) kind load docker-image --name $(CLUSTER_NAME) $(IMAGES) ;; \
-	  minikube) for image in $(IMAGES); do minikube -p $(CLUSTER_NAME) image load $$image; done ;; \
-	  *) echo "CLUSTER must be kind or minikube, not '$(CLUSTER)'" >&2; exit 2 ;; \
-	esac
+	  local) $(PY) -m tools.cluster images --tag $(IMAGE_TAG); exit ;; \
+	  kind|minikube) ;; \
+	  *) echo "CLUSTER must be kind, minikube or local, not '$(CLUSTER)'" >&2; exit 2 ;; \
+	esac; \
+	docker build --target api -t streamflow-api:$(IMAGE_TAG) .; \
+	docker build --target jobs -t streamflow-jobs:$(IMAGE_TAG) .; \
+	for image in $(IMAGES); do \
+	  case "$(CLUSTER)" in \
+	    kind) kind load docker-image --name $(CLUSTER_NAME) $$image || { \
+	      archive=$$(mktemp); docker save -o $$archive $$image; \
+	      kind load image-archive --name $(CLUSTER_NAME) $$archive; rm -f $$archive; } ;; \
+	    minikube) minikube -p $(CLUSTER_NAME) image load $$image ;; \
+	  esac; \
+	done
+	@echo "images tagged $(IMAGE_TAG): make deploy uses the same tag (IMAGE_TAG=... to deploy another)"
 
 # No --wait: Helm waits for the bootstrap hook Job (data, Feast, model); the API turns ready after it.
 deploy: ## Install or upgrade the chart, then wait for the API (HELM_ARGS= for more flags)
 	$(HELM) upgrade --install $(RELEASE) charts/streamflow -n $(NAMESPACE) --create-namespace \
-	  --set api.image.tag=$(VERSION),bootstrap.image.tag=$(VERSION),drift.image.tag=$(VERSION) \
+	  --set api.image.tag=$(IMAGE_TAG),bootstrap.image.tag=$(IMAGE_TAG),drift.image.tag=$(IMAGE_TAG) \
 	  --set serviceMonitor.additionalLabels.release=$(KPS_RELEASE) \
 	  --set prometheusRule.additionalLabels.release=$(KPS_RELEASE) \
 	  --set networkPolicy.prometheus.namespace=$(KPS_NAMESPACE) \
@@ -154,11 +166,18 @@ drift-now: ## Run the drift CronJob now as a Job; wait and print its decision
 	$(KUBECTL) -n $(NAMESPACE) logs job/$$job --tail 3; \
 	test "$$($(KUBECTL) -n $(NAMESPACE) get job $$job -o jsonpath='{.status.succeeded}')" = 1
 
-status: ## Last drift decision and retrain attempt (ConfigMap annotations), recent jobs, their last lines and events
+status: ## Image tags running, last drift decision and retrain attempt (ConfigMap annotations), recent jobs, their last lines and events
+	@echo "API pods:"; $(KUBECTL) -n $(NAMESPACE) get pods -l app.kubernetes.io/component=api,app.kubernetes.io/instance=$(RELEASE) \
+	  -o jsonpath='{range .items[*]}  {.metadata.name}  {.spec.containers[0].image}  {.status.phase}{"\n"}{end}'
+	@echo "CronJobs:"; $(KUBECTL) -n $(NAMESPACE) get cronjobs -l app.kubernetes.io/instance=$(RELEASE) \
+	  -o jsonpath='{range .items[*]}  {.metadata.name}  {.spec.jobTemplate.spec.template.spec.containers[0].image}{"\n"}{end}'
 	$(KUBECTL) -n $(NAMESPACE) get configmap $(FULLNAME)-drift-status -o go-template='{{range $$k, $$v := .metadata.annotations}}{{$$k}}={{$$v}}{{"\n"}}{{end}}' | grep '^drift.streamflow.io/' || echo "no decision recorded yet: make drift-now"
 	$(KUBECTL) -n $(NAMESPACE) get jobs -l 'app.kubernetes.io/component in (drift,retrain,performance)',app.kubernetes.io/instance=$(RELEASE) --sort-by=.metadata.creationTimestamp
 	for job in retrain performance; do $(KUBECTL) -n $(NAMESPACE) logs -l app.kubernetes.io/component=$$job,app.kubernetes.io/instance=$(RELEASE) --tail=2 2>/dev/null | grep '^\[' || true; done
 	$(KUBECTL) -n $(NAMESPACE) get events --field-selector involvedObject.name=$(FULLNAME)-drift-status --sort-by=.lastTimestamp
+
+ct-install: venv ## ct install of every charts/streamflow/ci/*-values.yaml on the current cluster, with helm test (needs make images and make monitoring's CRDs)
+	$(PY) -m tools.chart_testing install --image-tag $(IMAGE_TAG) --kubectl $(KUBECTL)
 
 traffic: venv ## Send N (default 500) bounded /predict requests to the in-cluster API through a port-forward
 	$(KUBECTL) -n $(NAMESPACE) port-forward service/$(FULLNAME)-api 18000:8000 >/dev/null & forward=$$!; \
@@ -197,11 +216,14 @@ cluster-test: venv ## Prove the local node (restricted pod, Service DNS, PVC as 
 test-unit: venv ## The fast tier: seconds, no root, no apt, no Go builds, no servers but loopback ones in process
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
-lint: venv ## ruff (lint + format), mypy, and the import contracts of the layers (import-linter)
+lint: venv ## ruff (lint + format), mypy, the import contracts of the layers (import-linter), and ct lint of the chart
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports --no-logo
 	$(VENV)/bin/mypy
+	# chart-testing: yamale, yamllint and helm lint --strict with each ci/*-values.yaml (ct.yaml);
+	# builds the pinned ct (and helm) from the Go module proxy on first use
+	$(PY) -m tools.chart_testing lint
 
 verify: lint ## lint, and every generated file equal to what its generator writes now
 	$(PY) -m tools.monitoring.dashboards --check
@@ -238,4 +260,4 @@ $(BOOTSTRAPPED):
 	touch $@
 
 .PHONY: help demo test test-unit lint verify format serve soak bootstrap drift retrain performance train bench observe dashboards chart-docs status-local venv lock clean \
-	cluster monitoring images deploy drift-now status traffic grafana prometheus down cluster-status cluster-test
+	cluster monitoring images deploy ct-install drift-now status traffic grafana prometheus down cluster-status cluster-test

@@ -3,6 +3,8 @@
 - helm: built from the Go module proxy at a pinned version (~2-5 min once, then cached under
   ~/.cache/streamflow/tools), with the version link flags Helm's own Makefile sets;
 - helm-docs: the same way, at a pinned version (the chart's README is generated with it);
+- ct (helm/chart-testing): the same way, with the lint config and Chart.yaml schema its module
+  ships under etc/ (yamllint and yamale, which ct runs, come from the lint venv below);
 - kube-apiserver: built from the Go module proxy at a pinned Kubernetes version through a
   generated wrapper module (~7 min of CPU once, then cached under ~/.cache/streamflow/tools);
 - Debian packages (Prometheus, promtool, the Pushgateway, PostgreSQL, etcd): installed with
@@ -41,6 +43,7 @@ def _read_versions(path: Path) -> dict[str, str]:
 VERSIONS = _read_versions(VERSIONS_FILE)
 HELM_VERSION = VERSIONS["HELM_VERSION"]
 HELM_DOCS_VERSION = VERSIONS["HELM_DOCS_VERSION"]
+CHART_TESTING_VERSION = VERSIONS["CHART_TESTING_VERSION"]
 # The Kubernetes version charts are rendered and validated for (helm --kube-version, schemas)
 KUBERNETES_VERSION = VERSIONS["KUBERNETES_MINOR"] + ".0"
 # The Kubernetes minor Helm reports by default (its .Capabilities.KubeVersion); callers also
@@ -397,3 +400,34 @@ def local_path_provisioner() -> Path:
         module,
         ldflags=(f"-X main.VERSION={LOCAL_PATH_PROVISIONER_VERSION}",),
     )
+
+
+@cache
+def chart_testing() -> Path:
+    """Path of the pinned `ct` binary (helm/chart-testing), built the first time (~30 s).
+
+    Built inside its module's directory: `go install` and a wrapper module both fail, since the
+    proxy refuses the module's version list (which `go install` reads for deprecations and a
+    wrapper's package lookup needs). Beside the binary, etc/ holds the module's own lintconf.yaml
+    and chart_schema.yaml: ct looks for them only in ./, ./.ct, ~/.ct and /etc/ct, so callers pass
+    them with --lint-conf and --chart-yaml-schema (tools/chart_testing.py).
+    """
+    target = CACHE / f"chart-testing-{CHART_TESTING_VERSION}"
+    binary = target / "ct"
+    if binary.exists():
+        return binary
+    module = "github.com/helm/chart-testing/v3"
+    source = Path(
+        json.loads(run_tool([go(), "mod", "download", "-json", f"{module}@{CHART_TESTING_VERSION}"]).stdout)["Dir"]
+    )
+    # copyfile, not copy2: the module cache is read-only and the copy need not be
+    shutil.copytree(source / "etc", target / "etc", copy_function=shutil.copyfile, dirs_exist_ok=True)
+    partial = target / "ct.partial"  # renamed when complete: an interrupted build is not cached
+    # cmd.Version is what its releases set (`ct version` prints it)
+    flags = f"-s -w -X {module}/ct/cmd.Version={CHART_TESTING_VERSION}"
+    env = {**os.environ, "CGO_ENABLED": "0", "GOFLAGS": "-mod=readonly -buildvcs=false"}
+    run_tool(
+        [go(), "build", "-trimpath", "-ldflags", flags, "-o", str(partial), "./ct"], cwd=source, env=env, timeout=1500
+    )
+    partial.rename(binary)
+    return binary

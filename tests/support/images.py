@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.support.processes import REPO_ROOT
+from tools.image_tag import context_paths
 
 # The modules each image's processes start from: `python -m api` (uvicorn then imports
 # api.main:create_app by name), the chart's `helm test` client; the drift CronJob and the
@@ -105,10 +106,9 @@ def stage_chain(stage: str, stages: dict[str, Stage]) -> list[str]:
 
 
 def context_allowlist(dockerignore: Path = REPO_ROOT / ".dockerignore") -> set[str]:
-    """The paths a `*` + `!path` .dockerignore lets into the build context."""
-    lines = [line.strip() for line in dockerignore.read_text().splitlines()]
-    assert "*" in lines, ".dockerignore must start from excluding everything"
-    return {line[1:].rstrip("/") for line in lines if line.startswith("!")}
+    """The paths a `*` + `!path` .dockerignore lets into the build context (what `make images`
+    tags by, tools/image_tag.py)."""
+    return set(context_paths(dockerignore))
 
 
 def context_copies(stages: dict[str, Stage] | None = None) -> set[str]:
