@@ -148,8 +148,11 @@ images: $(if $(filter local,$(CLUSTER)),venv) ## Build the API and jobs images, 
 	@echo "images tagged $(IMAGE_TAG): make deploy uses the same tag (IMAGE_TAG=... to deploy another)"
 
 # No --wait: Helm waits for the bootstrap hook Job (data, Feast, model); the API turns ready after it.
-deploy: ## Install or upgrade the chart, then wait for the API (HELM_ARGS= for more flags)
+# tools.watch says what Helm waits for and stops at the first failing pod with its log and the fix.
+deploy: ## Install or upgrade the chart (IMAGE_TAG), showing what it waits for; fails fast with the failing pod's log
+	KUBECTL=$(KUBECTL) $(PYTHON3) -m tools.watch --namespace $(NAMESPACE) --selector app.kubernetes.io/instance=$(RELEASE) -- \
 	$(HELM) upgrade --install $(RELEASE) charts/streamflow -n $(NAMESPACE) --create-namespace \
+	  $(if $(filter local,$(CLUSTER)),-f k8s/local-values.yaml) \
 	  --set api.image.tag=$(IMAGE_TAG),bootstrap.image.tag=$(IMAGE_TAG),drift.image.tag=$(IMAGE_TAG) \
 	  --set serviceMonitor.additionalLabels.release=$(KPS_RELEASE) \
 	  --set prometheusRule.additionalLabels.release=$(KPS_RELEASE) \
@@ -162,9 +165,8 @@ deploy: ## Install or upgrade the chart, then wait for the API (HELM_ARGS= for m
 drift-now: ## Run the drift CronJob now as a Job; wait and print its decision
 	job=$(FULLNAME)-drift-now-$$(date +%s); \
 	$(KUBECTL) -n $(NAMESPACE) create job --from=cronjob/$(FULLNAME)-drift $$job; \
-	$(KUBECTL) -n $(NAMESPACE) wait --for=jsonpath='{.status.conditions[0].status}'=True job/$$job --timeout 30m; \
-	$(KUBECTL) -n $(NAMESPACE) logs job/$$job --tail 3; \
-	test "$$($(KUBECTL) -n $(NAMESPACE) get job $$job -o jsonpath='{.status.succeeded}')" = 1
+	KUBECTL=$(KUBECTL) $(PYTHON3) -m tools.watch --namespace $(NAMESPACE) --job $$job --timeout 1800; \
+	$(KUBECTL) -n $(NAMESPACE) logs job/$$job --tail 3
 
 status: ## Image tags running, last drift decision and retrain attempt (ConfigMap annotations), recent jobs, their last lines and events
 	@echo "API pods:"; $(KUBECTL) -n $(NAMESPACE) get pods -l app.kubernetes.io/component=api,app.kubernetes.io/instance=$(RELEASE) \

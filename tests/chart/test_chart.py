@@ -489,6 +489,14 @@ def test_every_pod_is_hardened_beyond_pod_security_restricted(variant: str, rend
         assert hardening_violations(pod_spec(obj)) == [], f"{variant} {obj['kind']} {obj['metadata']['name']}"
 
 
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_no_pod_gets_service_link_variables(variant: str, rendered) -> None:
+    # Found on the first real install: the Service streamflow-api made the kubelet set
+    # STREAMFLOW_API_PORT=tcp://10.96.x.y:8000 in the bootstrap pod, which the settings refused.
+    for obj in (o for o in rendered[variant] if o["kind"] in POD_KINDS):
+        assert pod_spec(obj)["enableServiceLinks"] is False, f"{variant} {obj['kind']} {obj['metadata']['name']}"
+
+
 def test_hardening_check_catches_a_writable_root_filesystem_and_missing_limits(rendered) -> None:
     spec = copy.deepcopy(pod_spec(one(rendered["default"], "Deployment", "streamflow-api")))
     spec["containers"][0]["securityContext"]["readOnlyRootFilesystem"] = False

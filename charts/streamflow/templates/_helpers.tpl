@@ -196,6 +196,10 @@ annotations:
 tries each, so a secret another workload needs costs nothing), then the workload's priority
 class, node selector, tolerations and affinity. */}}
 {{- define "streamflow.podPlacement" -}}
+{{- /* No Docker-link variables: a Service named <release>-api would otherwise put
+STREAMFLOW_API_PORT=tcp://10.96.x.y:8000 into every pod of the namespace, which the settings
+(prefix STREAMFLOW_) read as the API port and refuse: the first real install failed so. */}}
+enableServiceLinks: false
 {{- with .ctx.Values.imagePullSecrets }}
 imagePullSecrets:
   {{- toYaml . | nindent 2 }}
