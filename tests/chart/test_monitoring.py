@@ -15,7 +15,9 @@ import pytest
 import yaml
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models.dashboard import Dashboard
+from prometheus_client.utils import floatToGoString
 
+from api.metrics import _BUCKET_LABELS, LATENCY_BUCKETS
 from jobs.drift.push import PUSH_JOB
 from streamflow.features import FEATURE_NAMES
 from tests.support.chart import components_where, env_of
@@ -47,7 +49,12 @@ def of_kind(objects: list[dict], kind: str) -> dict[str, dict]:
 
 
 def alerts_of(objects: list[dict]) -> dict[str, dict]:
-    return {rule["alert"]: rule for group in rule_groups(objects)["groups"] for rule in group["rules"]}
+    """Alert name -> its (last) rule; recording rules left out."""
+    return {rule["alert"]: rule for rule in rules_of(objects) if "alert" in rule}
+
+
+def rules_of(objects: list[dict]) -> list[dict]:
+    return [rule for group in rule_groups(objects)["groups"] for rule in group["rules"]]
 
 
 # --- dashboards ----------------------------------------------------------------------------------
@@ -82,8 +89,44 @@ def test_dashboards_query_through_variables_not_someones_uids(name: str) -> None
     assert panels and all(p["datasource"] == {"type": "prometheus", "uid": "${datasource}"} for p in panels)
     assert all(v.get("datasource", {}).get("uid", "${datasource}") == "${datasource}" for v in variables.values())
     for query in dashboards.panel_queries(document):
-        assert 'namespace="$namespace"' in query.expr, (query.panel, query.expr)
+        assert 'namespace=~"$namespace"' in query.expr, (query.panel, query.expr)
     assert len({p["id"] for p in document["panels"]}) == len(document["panels"])
+
+
+@pytest.mark.parametrize("name", ["api.json", "drift.json"])
+def test_every_variable_offers_all_and_every_use_of_it_is_a_regex_match(name: str) -> None:
+    document = dashboards.committed()[name]
+    queried = [v for v in document["templating"]["list"] if v["type"] == "query"]
+    assert queried
+    for variable in queried:
+        assert variable["includeAll"] is True and variable["allValue"] == ".*", variable["name"]
+        assert variable["multi"] is True, variable["name"]
+    texts = [q.expr for q in dashboards.panel_queries(document)] + [v["query"] for v in queried]
+    for variable in queried:
+        uses = [t for t in texts if f"${variable['name']}" in t]
+        assert uses, variable["name"]
+        # "All" is `.*` and several values are `(a|b)`: only =~ matches them
+        assert not [t for t in uses if re.search(rf'[!=]="\${variable["name"]}"', t)], variable["name"]
+
+
+def test_cluster_only_queries_are_exactly_the_kube_state_metrics_ones() -> None:
+    """The panels no local stack can feed are listed by name (their data is checked on a cluster)."""
+    on_ksm = {
+        (q.dashboard, q.panel, q.ref_id)
+        for document in dashboards.committed().values()
+        for q in dashboards.panel_queries(document)
+        if "kube_" in q.expr
+    }
+    assert on_ksm == dashboards.CLUSTER_ONLY_QUERIES
+
+
+def test_no_drift_run_panel_maps_absence_to_the_hint_and_a_run_to_ok() -> None:
+    panel = dashboards.panel(dashboards.committed()["drift.json"], "Drift runs")
+    (target,) = panel["targets"]
+    assert target["expr"].startswith("absent(streamflow_drift_last_success_timestamp_seconds")
+    assert dashboards.mapped_text(panel, 1) == dashboards.NO_DRIFT_RUN_TEXT
+    assert "make drift-now" in dashboards.NO_DRIFT_RUN_TEXT
+    assert dashboards.mapped_text(panel, 0) == "ok"
 
 
 def test_dashboards_cover_what_users_look_for() -> None:
@@ -103,6 +146,11 @@ def test_dashboards_cover_what_users_look_for() -> None:
         "api_predictions_total",
         "api_feature_lookup_latency_seconds_bucket",
         "api_model_info",
+        'api_prediction_cache_total{namespace=~"$namespace", job=~"$job", result="hit"}',
+        "streamflow:slo_objective",
+        "streamflow:slo_burn_rate{",
+        "streamflow:slo_burn_rate_threshold",
+        "and on (namespace, le) streamflow:slo_latency_threshold_seconds",
     ):
         assert needle in api, needle
     for needle in (
@@ -112,8 +160,17 @@ def test_dashboards_cover_what_users_look_for() -> None:
         "streamflow_drift_feature_score",
         "streamflow_drift_target_score",
         "time() - max(streamflow_drift_last_success_timestamp_seconds",
+        "streamflow_drift_feature_drifted",
+        "push_time_seconds",
+        "push_failure_time_seconds",
+        "kube_cronjob_status_last_successful_time",
+        "kube_cronjob_next_schedule_time",
+        "kube_job_status_failed",
     ):
         assert needle in drift, needle
+    heatmaps = [p for p in dashboards.committed()["api.json"]["panels"] if p["type"] == "heatmap"]
+    assert [t["format"] for p in heatmaps for t in p["targets"]] == ["heatmap"]
+    assert "api_request_latency_seconds_bucket" in heatmaps[0]["targets"][0]["expr"]
 
 
 def test_substitution_is_grafanas_and_refuses_unknown_variables() -> None:
@@ -143,6 +200,8 @@ EXPECTED_ALERTS = {
     "StreamFlowApiDown",
     "StreamFlowApiErrorRatioHigh",
     "StreamFlowApiLatencyP99High",
+    "StreamFlowApiAvailabilityBudgetBurn",
+    "StreamFlowApiLatencyBudgetBurn",
     "StreamFlowDriftDetected",
     "StreamFlowDriftJobFailed",
     "StreamFlowDriftJobStale",
@@ -162,7 +221,8 @@ def test_every_alert_has_a_summary_a_description_and_a_runbook_section(objects) 
     }
     rule = of_kind(objects, "PrometheusRule")["streamflow"]
     assert rule["metadata"]["labels"]["release"] == "kps"
-    for name, alert in alerts.items():
+    for alert in (rule for rule in rules_of(objects) if "alert" in rule):  # every burn-rate pair too
+        name = alert["alert"]
         notes = alert["annotations"]
         assert notes["summary"] and len(notes["description"]) > 40, name
         base, anchor = notes["runbook_url"].split("#")
@@ -174,7 +234,7 @@ def test_promtool_checks_the_rendered_rules(objects, tmp_path: Path) -> None:
     rules = tmp_path / "rules.yaml"
     rules.write_text(yaml.safe_dump(rule_groups(objects)))
     result = subprocess.run([str(toolchain.promtool()), "check", "rules", str(rules)], capture_output=True, text=True)
-    assert result.returncode == 0 and f"SUCCESS: {len(EXPECTED_ALERTS)} rules found" in result.stdout, (
+    assert result.returncode == 0 and f"SUCCESS: {len(rules_of(objects))} rules found" in result.stdout, (
         result.stdout + result.stderr
     )
 
@@ -201,10 +261,83 @@ def test_promtool_unit_tests_catch_a_broken_rule(objects, tmp_path: Path) -> Non
     groups = rule_groups(objects)
     for group in groups["groups"]:
         for rule in group["rules"]:
-            if rule["alert"] == "StreamFlowApiErrorRatioHigh":
+            if rule.get("alert") == "StreamFlowApiErrorRatioHigh":
                 rule["expr"] = rule["expr"].replace('status=~"5.."', 'status=~"4.."')
     result = promtool_unit_tests(groups, tmp_path)
     assert result.returncode != 0 and "StreamFlowApiErrorRatioHigh" in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    "alert, rule_key, old, new",
+    [
+        # a page needs the short window too: the alert stops once the burn stopped
+        (
+            "StreamFlowApiAvailabilityBudgetBurn",
+            "StreamFlowApiAvailabilityBudgetBurn",
+            "and on (namespace, slo)",
+            "or on (namespace, slo)",
+        ),
+        # probes and scrapes are not the SLO's requests
+        ("StreamFlowApiLatencyBudgetBurn", "latency", 'route=~"/predict"', 'route=~".+"'),
+    ],
+)
+def test_promtool_unit_tests_catch_a_broken_burn_rate_rule(objects, tmp_path: Path, alert, rule_key, old, new) -> None:
+    groups = rule_groups(objects)
+    changed = 0
+    for group in groups["groups"]:
+        for rule in group["rules"]:
+            if rule_key in (rule.get("alert"), rule.get("labels", {}).get("slo")) and old in rule["expr"]:
+                changed += 1
+                rule["expr"] = rule["expr"].replace(old, new)
+    assert changed
+    result = promtool_unit_tests(groups, tmp_path)
+    assert result.returncode != 0 and alert in result.stdout + result.stderr
+
+
+def test_slo_rules_record_what_the_dashboard_reads_and_alert_on_every_window_pair(objects) -> None:
+    slo = yaml.safe_load((REPO_ROOT / "charts/streamflow/values.yaml").read_text())["prometheusRule"]["slo"]
+    rules = rules_of(objects)
+    recorded = {rule["record"] for rule in rules if "record" in rule}
+    assert recorded == {
+        "streamflow:slo_objective",
+        "streamflow:slo_latency_threshold_seconds",
+        "streamflow:slo_burn_rate_threshold",
+        "streamflow:slo_error_ratio",
+        "streamflow:slo_burn_rate",
+    }
+    # the dashboard queries only series the rules record
+    api = " ".join(q.expr for q in dashboards.panel_queries(dashboards.committed()["api.json"]))
+    assert set(re.findall(r"streamflow:\w+", api)) <= recorded
+    windows = {w for pair in slo["burnRateAlerts"] for w in (pair["longWindow"], pair["shortWindow"])}
+    ratios = [r for r in rules if r.get("record") == "streamflow:slo_error_ratio"]
+    assert {(r["labels"]["slo"], r["labels"]["window"]) for r in ratios} == {
+        (name, w) for name in ("availability", "latency") for w in windows
+    }
+    for name in ("StreamFlowApiAvailabilityBudgetBurn", "StreamFlowApiLatencyBudgetBurn"):
+        pairs = [
+            (r["labels"]["long_window"], r["labels"]["short_window"], r["labels"]["severity"], r["for"])
+            for r in rules
+            if r.get("alert") == name
+        ]
+        assert pairs == [(p["longWindow"], p["shortWindow"], p["severity"], p["for"]) for p in slo["burnRateAlerts"]]
+
+
+def test_slo_latency_bound_is_a_bucket_of_the_api_histogram() -> None:
+    """The schema accepts exactly the histogram's bucket boundaries, and the rules select the
+    bucket with the `le` text prometheus_client writes (1.0 is "1.0", not Helm's "1")."""
+    schema = json.loads((REPO_ROOT / "charts/streamflow/values.schema.json").read_text())
+    bound = schema["properties"]["prometheusRule"]["properties"]["slo"]["properties"]["latency"]["properties"]
+    assert bound["thresholdSeconds"]["enum"] == list(LATENCY_BUCKETS)
+    for seconds in (1.0, 0.0005):
+        tuned = render_chart(
+            RELEASE, NAMESPACE, {"prometheusRule": {"slo": {"latency": {"thresholdSeconds": seconds}}}}
+        )
+        (threshold,) = [r for r in rules_of(tuned) if r.get("record") == "streamflow:slo_latency_threshold_seconds"]
+        assert threshold["labels"]["le"] == floatToGoString(seconds) and threshold["labels"]["le"] in _BUCKET_LABELS
+        latency = [r for r in rules_of(tuned) if r.get("record") == "streamflow:slo_error_ratio"]
+        assert all(f'le="{floatToGoString(seconds)}"' in r["expr"] for r in latency if r["labels"]["slo"] == "latency")
+    with pytest.raises(toolchain.ToolUnavailable, match="thresholdSeconds"):
+        render_chart(RELEASE, NAMESPACE, {"prometheusRule": {"slo": {"latency": {"thresholdSeconds": 0.2}}}})
 
 
 def test_thresholds_and_durations_are_values() -> None:
@@ -219,6 +352,13 @@ def test_thresholds_and_durations_are_values() -> None:
                 "modelAucLow": {"threshold": 0.6, "for": "1h", "severity": "critical"},
                 "modelCalibration": {"maxGap": 0.25, "for": "0m", "severity": "warning"},
                 "runbookBaseUrl": "https://git.example.com/ml/streamflow/-/blob/main/docs/runbooks.md",
+                "slo": {
+                    "availability": {"objective": 0.999},
+                    "latency": {"objective": 0.95, "thresholdSeconds": 0.25},
+                    "burnRateAlerts": [
+                        {"longWindow": "2h", "shortWindow": "10m", "factor": 10, "for": "5m", "severity": "warning"}
+                    ],
+                },
             }
         },
     )
@@ -235,6 +375,18 @@ def test_thresholds_and_durations_are_values() -> None:
     assert auc["expr"].endswith("< 0.6") and auc["for"] == "1h" and auc["labels"]["severity"] == "critical"
     assert alerts["StreamFlowModelCalibrationOff"]["expr"].endswith("> 0.25")
     assert ratio["annotations"]["runbook_url"].startswith("https://git.example.com/ml/streamflow/")
+    objectives = {
+        r["labels"]["slo"]: r["expr"] for r in rules_of(tuned) if r.get("record") == "streamflow:slo_objective"
+    }
+    assert objectives == {"availability": "vector(0.999)", "latency": "vector(0.95)"}
+    burn = alerts["StreamFlowApiLatencyBudgetBurn"]
+    assert burn["expr"].count("> 10") == 2 and 'window="2h"' in burn["expr"] and 'window="10m"' in burn["expr"]
+    assert burn["for"] == "5m" and burn["labels"] == {"severity": "warning", "long_window": "2h", "short_window": "10m"}
+    assert not [
+        r
+        for r in rules_of(render_chart(RELEASE, NAMESPACE, {"prometheusRule": {"slo": {"enabled": False}}}))
+        if "slo" in r.get("record", r.get("alert", "")).lower()
+    ]
 
 
 def test_drift_alerts_follow_what_is_deployed() -> None:

@@ -16,17 +16,24 @@ from pathlib import Path
 
 import httpx
 import pytest
+import yaml
+from prometheus_client import CollectorRegistry, Summary
 
+from jobs.drift.push import PUSH_JOB, push
 from streamflow.drift import Action
+from streamflow.features import FEATURE_NAMES
 from tests.support.processes import TEST_USERS, data_env, run_module
 from tools.api_process import ApiProcess, free_port, running_api
-from tools.monitoring import observe
-from tools.monitoring.localstack import Prometheus, Server, start_prometheus, start_pushgateway
+from tools.monitoring import dashboards, observe
+from tools.monitoring.localstack import CHART_DIR, Prometheus, Server, start_prometheus, start_pushgateway
 
 SCRAPE = "1s"
+SLO = yaml.safe_load((CHART_DIR / "values.yaml").read_text())["prometheusRule"]["slo"]
 FAST_RULES = {
     "apiDown": {"for": "3s", "severity": "critical"},
     "apiErrorRatio": {"threshold": 0.05, "window": "15s", "for": "3s", "severity": "warning"},
+    # the chart's windows and factors; only `for` shortened
+    "slo": {"burnRateAlerts": [{**pair, "for": "3s"} for pair in SLO["burnRateAlerts"]]},
 }
 RATE_INTERVAL = "1m"  # what Grafana's $__rate_interval is at least: 4 scrapes, here bounded below by 1m
 
@@ -112,11 +119,28 @@ class BackgroundTraffic:
         return self.statuses
 
 
+def variables(stack: Stack, **chosen: str) -> dict[str, str]:
+    """Grafana's variables for this release (or other choices, e.g. "All": `.*`)."""
+    return {**observe.grafana_variables(stack.objects, RATE_INTERVAL), **chosen}
+
+
+def drift_runs_panel_text(stack: Stack, **chosen: str) -> str | None:
+    """What the drift dashboard's "Drift runs" stat shows now: its query, then its value mappings."""
+    panel = dashboards.panel(dashboards.committed()["drift.json"], "Drift runs")
+    (target,) = panel["targets"]
+    (sample,) = stack.prometheus.query(dashboards.substitute(target["expr"], variables(stack, **chosen)))
+    return dashboards.mapped_text(panel, float(sample["value"][1]))
+
+
 @pytest.fixture(scope="module")
 def scenario(stack: Stack) -> dict:
     """The demo's two drift runs pushed to the Pushgateway while clean traffic flows, with the
     alert states seen after each; then a fresh traffic burst and every dashboard panel's value."""
     observed: dict = {"pushgateway_before_runs": httpx.get(f"{stack.pushgateway.url}/metrics").text}
+    observed["runs_panel_before"] = {
+        choice: drift_runs_panel_text(stack, namespace=namespace)
+        for choice, namespace in (("release", "streamflow"), ("All", ".*"))
+    }
     clean = BackgroundTraffic(stack.api.base_url, seconds=25)
     for key, (reference, current) in zip(("no_drift", "drift"), observe.DEMO_RUNS, strict=True):
         observed[f"{key}_exit"] = observe.run_drift(stack.env, stack.pushgateway.url, reference, current)
@@ -134,7 +158,12 @@ def scenario(stack: Stack) -> dict:
     observed["alerts_after_clean_traffic"] = watch(stack, 2)
     observe.send_traffic(stack.api.base_url, 300, TEST_USERS // 2)
     time.sleep(3)  # two scrapes
-    observed["panels"] = observe.panel_values(stack.prometheus, observe.grafana_variables(stack.objects, RATE_INTERVAL))
+    observed["panels"] = observe.panel_values(stack.prometheus, variables(stack))
+    observed["panels_all"] = observe.panel_values(stack.prometheus, variables(stack, namespace=".*", job=".*"))
+    observed["runs_panel_after"] = {
+        choice: drift_runs_panel_text(stack, namespace=namespace)
+        for choice, namespace in (("release", "streamflow"), ("All", ".*"))
+    }
     return observed
 
 
@@ -157,13 +186,21 @@ def test_error_ratio_alert_stays_silent_under_clean_traffic(scenario) -> None:
     statuses = scenario["clean_traffic"]
     assert statuses.get("200", 0) > 100 and not any(s.startswith("5") for s in statuses), statuses
     assert "StreamFlowApiErrorRatioHigh" not in scenario["alerts_after_clean_traffic"]
+    assert "StreamFlowApiAvailabilityBudgetBurn" not in scenario["alerts_after_clean_traffic"]
     assert "StreamFlowApiDown" not in scenario["alerts_after_clean_traffic"]
 
 
-def test_every_dashboard_panel_query_returns_data(scenario) -> None:
-    panels = scenario["panels"]
+@pytest.mark.parametrize("choice", ["panels", "panels_all"])
+def test_every_dashboard_panel_query_returns_data(scenario, choice: str) -> None:
+    """Every panel query, with this release's namespace and job selected and with "All", returns
+    finite data from the live series, but for the kube-state-metrics ones (no local stack has
+    them): Prometheus evaluated those without an error, their data is checked on a cluster."""
+    panels = scenario[choice]
     assert len(panels) == sum(len(observe.dashboards.panel_queries(d)) for d in observe.dashboards.committed().values())
-    empty = [f"{p.query.dashboard} › {p.query.panel} [{p.query.ref_id}]: {p.expr}" for p in panels if not p.result]
+    cluster_only = [p for p in panels if observe.is_cluster_only(p.query)]
+    assert len(cluster_only) == len(dashboards.CLUSTER_ONLY_QUERIES)
+    local = [p for p in panels if not observe.is_cluster_only(p.query)]
+    empty = [f"{p.query.dashboard} › {p.query.panel} [{p.query.ref_id}]: {p.expr}" for p in local if not p.result]
     assert not empty, "\n".join(empty)
     not_finite = [f"{p.query.panel}: {p.values}" for p in panels if not all(math.isfinite(v) for v in p.values)]
     assert not not_finite, not_finite
@@ -172,6 +209,71 @@ def test_every_dashboard_panel_query_returns_data(scenario) -> None:
     assert by_title[("5xx error ratio", "A")].values == [0.0]
     assert len(by_title[("Feature drift over time", "A")].result) == 14
     assert by_title[("Requests per second", "A")].values[0] > 0
+    # the new SLO, cache and drift-run panels: what the chart's values and the pushed runs say
+    objectives = {s["metric"]["slo"]: float(s["value"][1]) for s in by_title[("SLO objectives", "A")].result}
+    assert objectives == {"availability": SLO["availability"]["objective"], "latency": SLO["latency"]["objective"]}
+    assert by_title[("Latency SLO bound", "A")].values == [SLO["latency"]["thresholdSeconds"]]
+    assert by_title[("Availability SLI vs objective", "A")].values == [1.0]  # clean traffic: no 5xx
+    windows = {w for pair in SLO["burnRateAlerts"] for w in (pair["longWindow"], pair["shortWindow"])}
+    for slo in ("Availability", "Latency"):
+        burn = by_title[(f"{slo} error budget burn rate", "A")].result
+        assert {s["metric"]["window"] for s in burn} == windows
+        assert len(by_title[(f"{slo} error budget burn rate", "B")].result) == len(SLO["burnRateAlerts"])
+    assert 0 <= by_title[("Prediction cache hit ratio", "A")].values[0] <= 1
+    assert {s["metric"]["result"] for s in by_title[("Prediction cache hits and misses", "A")].result} == {
+        "hit",
+        "miss",
+    }
+    assert {s["metric"]["le"] for s in by_title[("Latency heatmap", "A")].result} >= {"0.1", "+Inf"}
+    assert by_title[("Last drift push rejected (Pushgateway)", "A")].values == [0.0]
+    assert by_title[("Since last drift push (Pushgateway)", "A")].values[0] >= 0
+
+
+def test_no_drift_run_panel_says_so_until_the_first_run(scenario) -> None:
+    for choice in ("release", "All"):
+        assert scenario["runs_panel_before"][choice] == dashboards.NO_DRIFT_RUN_TEXT, choice
+        assert scenario["runs_panel_after"][choice] == "ok", choice
+
+
+def test_per_feature_table_has_every_run_in_the_range_with_its_drifted_flags(stack: Stack, scenario) -> None:
+    """Over a range holding both demo runs: one row per run and feature, the drifted flags of the
+    newest run adding up to the drifted-feature count that run pushed."""
+    panel = dashboards.panel(dashboards.committed()["drift.json"], "Per-feature drift per run")
+    chosen = variables(stack, __range="1h")
+    rows = {
+        target["refId"]: stack.prometheus.query(dashboards.substitute(target["expr"], chosen))
+        for target in panel["targets"]
+    }
+    runs = {(s["metric"]["reference"], s["metric"]["current"]) for s in rows["A"]}
+    assert runs == set(observe.DEMO_RUNS)
+    for ref_id in ("A", "B"):
+        for run in runs:
+            features = [
+                s["metric"]["feature"]
+                for s in rows[ref_id]
+                if (s["metric"]["reference"], s["metric"]["current"]) == run
+            ]
+            assert sorted(features) == sorted(FEATURE_NAMES), (ref_id, run)
+    newest = observe.DEMO_RUNS[-1]
+    flags = [float(s["value"][1]) for s in rows["B"] if (s["metric"]["reference"], s["metric"]["current"]) == newest]
+    (pushed,) = stack.prometheus.query('streamflow_drift_drifted_features{namespace="streamflow"}')
+    assert set(flags) <= {0.0, 1.0} and sum(flags) == float(pushed["value"][1]) > 0
+
+
+def test_a_push_the_pushgateway_rejects_shows_on_the_drift_dashboard(stack: Stack, scenario) -> None:
+    """A push into the drift group that the Pushgateway refuses (a summary where the performance
+    job pushed a gauge of that name) sets its push_failure_time_seconds: the panel says rejected."""
+    registry = CollectorRegistry()
+    Summary("streamflow_model_auc", "Conflicts with the performance job's gauge.", registry=registry).observe(1)
+    assert push(stack.pushgateway.url, registry, job=PUSH_JOB) is False
+    panel = dashboards.panel(dashboards.committed()["drift.json"], "Last drift push rejected (Pushgateway)")
+    expr = dashboards.substitute(panel["targets"][0]["expr"], variables(stack))
+
+    def shown() -> str | None:
+        result = stack.prometheus.query(expr)
+        return dashboards.mapped_text(panel, float(result[0]["value"][1])) if result else None
+
+    assert stack.prometheus.wait_for("the rejected push scraped", lambda: shown() == "rejected", timeout=30)
 
 
 def test_dashboard_variables_resolve_to_this_release(stack: Stack, scenario) -> None:
@@ -194,8 +296,10 @@ def test_error_ratio_alert_fires_when_a_replica_answers_503(stack: Stack, scenar
     ) as broken:
         load = BackgroundTraffic(broken.base_url, seconds=30, requests=3000)
         states = wait_for_alert(stack, "StreamFlowApiErrorRatioHigh", "firing", 45)
+        # every window now holds far more than 14.4 x the 0.5 % budget of 5xx: the page fires
+        burn_states = wait_for_alert(stack, "StreamFlowApiAvailabilityBudgetBurn", "firing", 45)
         statuses = load.join()
-    assert "firing" in states
+    assert "firing" in states and "firing" in burn_states
     assert statuses.get("503", 0) > 0 and "500" not in statuses, statuses
     ratio = next(
         p

@@ -34,12 +34,14 @@ from tools.monitoring.localstack import (
     labels_of,
     of_kind,
     render_chart,
+    rule_groups,
     start_prometheus,
     start_pushgateway,
 )
 
 RELEASE = NAMESPACE = "streamflow"  # what `make deploy` installs: the labels the dashboards select
 DEMO_RUNS = (("2024-01-31", "2024-02-29"), ("2024-02-29", "2024-03-31"))  # no drift, then drift
+SLO_BURN_RATE = "streamflow:slo_burn_rate"  # recorded by the chart's PrometheusRule (prometheusRule.slo)
 
 
 def chart_objects(scrape_interval: str, rule_values: Mapping | None = None) -> list[dict]:
@@ -91,8 +93,15 @@ def panel_values(prometheus: Prometheus, variables: dict[str, str]) -> list[Pane
     return found
 
 
+def is_cluster_only(query: dashboards.PanelQuery) -> bool:
+    """A query on kube-state-metrics series, which only a cluster has."""
+    return (query.dashboard, query.panel, query.ref_id) in dashboards.CLUSTER_ONLY_QUERIES
+
+
 def format_panel(panel: PanelValue) -> str:
     head = f"{panel.query.dashboard} › {panel.query.panel} [{panel.query.ref_id}]\n    {panel.expr}\n"
+    if not panel.result and is_cluster_only(panel.query):
+        return head + "    (evaluated; kube-state-metrics series exist in a cluster only)"
     if not panel.result:
         return head + "    (no data)"
     shown = []
@@ -147,6 +156,16 @@ def wait_for_drift_metrics(prometheus: Prometheus, current: str, timeout: float 
     )
 
 
+def wait_for_slo_rules(prometheus: Prometheus, objects: list[dict], timeout: float = 60.0) -> None:
+    """The /predict series appear with the first prediction; the SLO burn rates need two scrapes
+    of them and then a rule evaluation: wait for those (when the chart records them)."""
+    recorded = {rule.get("record") for group in rule_groups(objects)["groups"] for rule in group["rules"]}
+    if SLO_BURN_RATE in recorded:
+        for slo in ("availability", "latency"):
+            query = f'{SLO_BURN_RATE}{{slo="{slo}"}}'
+            prometheus.wait_for(f"the recorded {query}", partial(prometheus.query, query), timeout)
+
+
 def step(text: str) -> None:
     print(f"\n==> {text}", flush=True)
 
@@ -197,6 +216,7 @@ def main(argv: list[str] | None = None) -> int:
             step("waiting for Prometheus to scrape it all")
             wait_for_drift_metrics(prometheus, DEMO_RUNS[-1][1])
             time.sleep(2 * args.scrape_seconds)
+            wait_for_slo_rules(prometheus, objects)
             step("dashboard panels (instant queries, Grafana variables substituted)")
             for panel in panel_values(prometheus, grafana_variables(objects, rate_interval)):
                 print(format_panel(panel))
