@@ -147,8 +147,9 @@ images: $(if $(filter local,$(CLUSTER)),venv) ## Build the API and jobs images, 
 	done
 	@echo "images tagged $(IMAGE_TAG): make deploy uses the same tag (IMAGE_TAG=... to deploy another)"
 
-# No --wait: Helm waits for the bootstrap hook Job (data, Feast, model); the API turns ready after it.
-# tools.watch says what Helm waits for and stops at the first failing pod with its log and the fix.
+# Helm waits for the API and the bootstrap Job of this revision (data, Feast, model; the API turns
+# ready after it); tools.watch says what it waits for and stops at the first failing pod with its
+# log and the likely fix, within seconds instead of at the timeout.
 deploy: ## Install or upgrade the chart (IMAGE_TAG), showing what it waits for; fails fast with the failing pod's log
 	KUBECTL=$(KUBECTL) $(PYTHON3) -m tools.watch --namespace $(NAMESPACE) --selector app.kubernetes.io/instance=$(RELEASE) -- \
 	$(HELM) upgrade --install $(RELEASE) charts/streamflow -n $(NAMESPACE) --create-namespace \
@@ -158,8 +159,7 @@ deploy: ## Install or upgrade the chart (IMAGE_TAG), showing what it waits for; 
 	  --set prometheusRule.additionalLabels.release=$(KPS_RELEASE) \
 	  --set networkPolicy.prometheus.namespace=$(KPS_NAMESPACE) \
 	  $(if $(RUNBOOK_URL),--set prometheusRule.runbookBaseUrl=$(RUNBOOK_URL)) \
-	  --timeout 20m $(HELM_ARGS)
-	$(KUBECTL) -n $(NAMESPACE) rollout status deployment/$(FULLNAME)-api --timeout 10m
+	  --wait --wait-for-jobs --timeout 20m $(HELM_ARGS)
 	$(HELM) test $(RELEASE) -n $(NAMESPACE)
 
 drift-now: ## Run the drift CronJob now as a Job; wait and print its decision
@@ -179,7 +179,8 @@ status: ## Image tags running, last drift decision and retrain attempt (ConfigMa
 	$(KUBECTL) -n $(NAMESPACE) get events --field-selector involvedObject.name=$(FULLNAME)-drift-status --sort-by=.lastTimestamp
 
 ct-install: venv ## ct install of every charts/streamflow/ci/*-values.yaml on the current cluster, with helm test (needs make images and make monitoring's CRDs)
-	$(PY) -m tools.chart_testing install --image-tag $(IMAGE_TAG) --kubectl $(KUBECTL)
+	$(PY) -m tools.chart_testing install --image-tag $(IMAGE_TAG) --kubectl $(KUBECTL) \
+	  $(if $(filter local,$(CLUSTER)),--values k8s/local-values.yaml)
 
 traffic: venv ## Send N (default 500) bounded /predict requests to the in-cluster API through a port-forward
 	$(KUBECTL) -n $(NAMESPACE) port-forward service/$(FULLNAME)-api 18000:8000 >/dev/null & forward=$$!; \

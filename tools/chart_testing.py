@@ -58,16 +58,33 @@ def lint(chart_dir: Path = CHART_DIR) -> subprocess.CompletedProcess:
     )
 
 
-def image_set_args(image_tag: str, values: dict | None = None) -> str:
+def chart_values(overrides: Path | None = None) -> dict:
+    """values.yaml, with a cluster kind's overrides (k8s/local-values.yaml) merged over it."""
+    values = yaml.safe_load((CHART_DIR / "values.yaml").read_text())
+    if overrides is not None:
+        _merge(values, yaml.safe_load(overrides.read_text()) or {})
+    return values
+
+
+def _merge(base: dict, extra: dict) -> None:
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _merge(base[key], value)
+        else:
+            base[key] = value
+
+
+def image_set_args(image_tag: str, values: dict) -> str:
     """--set pairs that make every scenario run the images the cluster has: StreamFlow's at
-    `image_tag` without a registry or digest, the third-party ones from values.yaml's registry."""
-    values = values if values is not None else yaml.safe_load((CHART_DIR / "values.yaml").read_text())
+    `image_tag` without a registry or digest, the third-party ones as `values` name them."""
     pairs = []
     for path in OWN_IMAGES:
         pairs += [f"{path}.image.registry=", f"{path}.image.digest=", f"{path}.image.tag={image_tag}"]
     for path in THIRD_PARTY_IMAGES:
         image = _at(values, path)["image"]
-        pairs += [f"{path}.image.registry={image['registry']}", f"{path}.image.digest={image['digest']}"]
+        pairs += [
+            f"{path}.image.{key}={image[key]}" for key in ("registry", "repository", "tag", "digest", "pullPolicy")
+        ]
     return "--set=" + ",".join(pairs)
 
 
@@ -85,9 +102,8 @@ def _secret(name: str, **data: str) -> list[str]:
     return ["create", "secret", "generic", name, *(f"--from-literal={key}={value}" for key, value in data.items())]
 
 
-def prepare(kubectl: str) -> None:
+def prepare(kubectl: str, values: dict) -> None:
     """A fresh NAMESPACE with what the scenarios expect to exist (their comments say so)."""
-    values = yaml.safe_load((CHART_DIR / "values.yaml").read_text())
     _kubectl(kubectl, "get", "crd", "servicemonitors.monitoring.coreos.com", "prometheusrules.monitoring.coreos.com")
     _kubectl(kubectl, "delete", "namespace", NAMESPACE, "--ignore-not-found", "--wait")
     _kubectl(kubectl, "create", "namespace", NAMESPACE)
@@ -115,6 +131,7 @@ def prepare(kubectl: str) -> None:
         "run",
         EXTERNAL_DB,
         f"--image={reference}",
+        f"--image-pull-policy={image['pullPolicy']}",
         "--port=5432",
         "--expose",
         "--env=POSTGRES_USER=streamflow",
@@ -140,12 +157,13 @@ def clean_up(kubectl: str) -> None:
     _kubectl(kubectl, "delete", "priorityclass", "-l", "app.kubernetes.io/managed-by=streamflow-ct")
 
 
-def install(image_tag: str, kubectl: str) -> int:
-    prepare(kubectl)
+def install(image_tag: str, kubectl: str, overrides: Path | None = None) -> int:
+    values = chart_values(overrides)
+    prepare(kubectl, values)
     ct = toolchain.chart_testing()
     command = [str(ct), "install", "--config", str(CONFIG), "--charts", str(CHART_DIR)]
     command += ["--namespace", NAMESPACE, "--release-label", "app.kubernetes.io/instance"]
-    command += ["--helm-extra-set-args", image_set_args(image_tag)]
+    command += ["--helm-extra-set-args", image_set_args(image_tag, values)]
     try:
         return subprocess.run(command, cwd=toolchain.REPO_ROOT, env=_environment(kubectl), check=False).returncode
     finally:
@@ -159,13 +177,16 @@ def main(argv: list[str] | None = None) -> int:
     install_parser = commands.add_parser("install", help="ct install of every ci/*-values.yaml on the current cluster")
     install_parser.add_argument("--image-tag", required=True, help="tag of the images `make images` loaded")
     install_parser.add_argument("--kubectl", default="kubectl", help="kubectl to run (ct calls it too)")
+    install_parser.add_argument(
+        "--values", type=Path, help="the cluster kind's image overrides (CLUSTER=local: k8s/local-values.yaml)"
+    )
     args = parser.parse_args(argv)
     if args.command == "lint":
         result = lint()
         print(result.stdout, end="")
         print(result.stderr, end="", file=sys.stderr)
         return result.returncode
-    return install(args.image_tag, args.kubectl)
+    return install(args.image_tag, args.kubectl, args.values)
 
 
 if __name__ == "__main__":

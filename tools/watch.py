@@ -23,6 +23,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 from dataclasses import dataclass
 
 POLL_SECONDS = 2.0
@@ -189,7 +190,7 @@ def watch(namespace: str, selector: str, command: list[str] | None, job: str | N
                 if failure is not None:
                     report(namespace, failure)
                     return 1
-            waiting_for = f"job {job}" if job else (" ".join(command[:3]) if command else "")
+            waiting_for = f"job {job}" if job else (" ".join([Path(command[0]).name, *command[1:3]]) if command else "")
             states = "; ".join(describe(pod) for pod in found) or "no pods yet"
             progress.show(f"waiting for {waiting_for}: {states}")
             if process is not None and process.poll() is not None:

@@ -2,8 +2,8 @@
 configures it, fit one node of 2 CPUs and 4 GiB beside kind's or minikube's own system pods.
 
 What runs at once: every Deployment (x replicas), StatefulSet and DaemonSet of both charts; the
-largest of StreamFlow's hook pods (the bootstrap Job at install/upgrade, the `helm test` pod after
-the rollout: never both); the largest set of StreamFlow's CronJobs whose runs can overlap (each
+largest of StreamFlow's one-off pods (the bootstrap Job at install/upgrade, the `helm test` pod
+after the rollout: never both); the largest set of StreamFlow's CronJobs whose runs can overlap (each
 may start up to startingDeadlineSeconds late and run activeDeadlineSeconds; concurrencyPolicy
 Forbid keeps one run per CronJob); and kps's largest Job (its admission-webhook certificate Jobs
 run one after the other at its install/upgrade). A pod requests the sum of its containers, or its
@@ -203,7 +203,7 @@ def concurrent_cronjobs(cronjobs: list[dict]) -> Requests:
 
 
 def chart_requests(objects: list[dict]) -> dict[str, Requests]:
-    steady, hooks = [], []
+    steady, one_off = [], []
     for obj in objects:
         kind = obj["kind"]
         if kind in {"Deployment", "StatefulSet"}:
@@ -211,11 +211,11 @@ def chart_requests(objects: list[dict]) -> dict[str, Requests]:
         elif kind == "DaemonSet":
             steady.append(pod_requests(pod_template(obj)))
         elif kind in {"Job", "Pod"}:
-            assert "helm.sh/hook" in obj["metadata"].get("annotations", {}), f"{kind} {obj['metadata']['name']}"
-            hooks.append(pod_requests(pod_template(obj)))
+            # the bootstrap Job (once per revision) and the `helm test` pod (after the rollout)
+            one_off.append(pod_requests(pod_template(obj)))
     return {
         "steady": add(*steady),
-        "largest hook pod": biggest(hooks),
+        "largest one-off pod": biggest(one_off),
         "overlapping CronJobs": concurrent_cronjobs(find(objects, "CronJob")),
     }
 

@@ -39,7 +39,9 @@ def test_no_traceback_in_any_log(kube):
 
 
 def test_bootstrap_hook_completed_before_the_api_was_ready(kube):
-    job = kube.json("-n", NAMESPACE, "get", "job", f"{FULLNAME}-bootstrap")
+    jobs = kube.json("-n", NAMESPACE, "get", "jobs", "-l", "app.kubernetes.io/component=bootstrap")["items"]
+    assert [j["metadata"]["name"].rsplit("-", 1)[0] for j in jobs] == [f"{FULLNAME}-bootstrap"]  # this revision's
+    job = jobs[0]
     assert job["status"].get("succeeded") == 1, job["status"]
     completed = job["status"]["completionTime"]
     api_pods = kube.json("-n", NAMESPACE, "get", "pods", "-l", "app.kubernetes.io/component=api")["items"]
