@@ -23,8 +23,8 @@ import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 from dataclasses import dataclass
+from pathlib import Path
 
 POLL_SECONDS = 2.0
 # A pod the scheduler cannot place may only be waiting for a PVC to bind or a node to be
