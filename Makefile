@@ -8,6 +8,7 @@ TOOLS_DIR   := $(HOME)/.cache/streamflow/uv-$(UV_VERSION)
 UV          := $(TOOLS_DIR)/bin/uv
 VENV        := .venv
 PY          := $(VENV)/bin/python
+CLIENTS_VENV := .build/venv-clients
 # The chart tests build their own tools with it (tests/support/tools.py)
 export UV_BIN := $(UV)
 
@@ -182,10 +183,10 @@ ct-install: venv ## ct install of every charts/streamflow/ci/*-values.yaml on th
 	$(PY) -m tools.chart_testing install --image-tag $(IMAGE_TAG) --kubectl $(KUBECTL) \
 	  $(if $(filter local,$(CLUSTER)),--values k8s/local-values.yaml)
 
-traffic: venv ## Send N (default 500) bounded /predict requests to the in-cluster API through a port-forward
+traffic: $(CLIENTS_VENV)/.synced ## Send N (default 500) bounded /predict requests to the in-cluster API through a port-forward (needs only the clients extra)
 	$(KUBECTL) -n $(NAMESPACE) port-forward service/$(FULLNAME)-api 18000:8000 >/dev/null & forward=$$!; \
 	trap "kill $$forward" EXIT; \
-	$(PY) -m tools.traffic --url http://127.0.0.1:18000 --requests $(N) --wait-seconds 30
+	$(CLIENTS_VENV)/bin/python -m tools.traffic --url http://127.0.0.1:18000 --requests $(N) --wait-seconds 30
 
 grafana: ## Port-forward Grafana to 127.0.0.1:3000 (user admin; password in Secret grafana-admin)
 	@echo "Grafana on http://127.0.0.1:3000 - password: $(KUBECTL) -n $(KPS_NAMESPACE) get secret grafana-admin -o jsonpath='{.data.admin-password}' | base64 -d"
@@ -242,6 +243,8 @@ venv: $(VENV)/.synced ## Create .venv from the hashed dev lock (uv pip sync): ev
 # them), then one lock per image constrained to it: a package in two locks has one version.
 lock: $(UV) ## Re-resolve pinned dependencies into the hashed lock files (dev, and one per image)
 	$(UV) pip compile pyproject.toml --extra dev --python-version 3.11 --generate-hashes -q -o requirements-dev.lock
+	python3 -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]["clients"]))' | \
+	  $(UV) pip compile - -c requirements-dev.lock --python-version 3.11 --generate-hashes -q -o requirements-clients.lock
 	for image in api jobs; do \
 	  $(UV) pip compile pyproject.toml --extra $$image -c requirements-dev.lock --python-version 3.11 --generate-hashes -q -o requirements-$$image.lock; \
 	done
@@ -256,6 +259,12 @@ $(UV):
 $(VENV)/.synced: requirements-dev.lock | $(UV)
 	$(UV) venv --quiet --allow-existing --python 3.11 $(VENV)
 	$(UV) pip sync --quiet --compile-bytecode --python $(PY) requirements-dev.lock
+	touch $@
+
+# The load clients' own venv (make traffic): the `clients` extra only, not the whole dev lock
+$(CLIENTS_VENV)/.synced: requirements-clients.lock | $(UV)
+	$(UV) venv --quiet --allow-existing --python 3.11 $(CLIENTS_VENV)
+	$(UV) pip sync --quiet --python $(CLIENTS_VENV)/bin/python requirements-clients.lock
 	touch $@
 
 $(BOOTSTRAPPED):

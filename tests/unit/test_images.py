@@ -188,3 +188,18 @@ def test_the_build_context_holds_exactly_what_the_dockerfile_copies() -> None:
     assert copies == context_allowlist()
     assert all((REPO_ROOT / path).exists() for path in copies), "the Dockerfile copies a path the repository lacks"
     assert not any(Path(path).name == "requirements-dev.lock" for path in copies)
+
+
+def test_the_clients_lock_pins_the_clients_extra_alone() -> None:
+    """`make traffic` syncs requirements-clients.lock into its own venv: the `clients` extra and what
+    it pulls in, at the dev lock's versions and hashes, without the core's heavy dependencies."""
+    lock = REPO_ROOT / "requirements-clients.lock"
+    pins = lock_pins(lock)
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
+    for requirement in map(Requirement, project["optional-dependencies"]["clients"]):
+        name = normalize(requirement.name)
+        assert name in pins and requirement.specifier.contains(pins[name][0]), f"{name}: run make lock"
+    assert not {"feast", "pandas", "fastapi", "evidently"} & set(pins)
+    dev = lock_pins(LOCKS["dev"])
+    assert {name: pin for name, pin in pins.items() if dev.get(name) != pin} == {}
+    assert "://" not in lock.read_text() and all(hashes for _, hashes in pins.values())
