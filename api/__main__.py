@@ -13,7 +13,7 @@ from pathlib import Path
 import uvicorn
 
 from streamflow.logs import configure_logging
-from streamflow.settings import Settings, get_settings
+from streamflow.settings import Settings, settings_or_exit
 
 
 def limit_model_threads(settings: Settings) -> None:
@@ -23,7 +23,7 @@ def limit_model_threads(settings: Settings) -> None:
 
 
 def main() -> None:
-    settings = get_settings()
+    settings = settings_or_exit("api")
     configure_logging(settings.log_level, settings.log_format)
     limit_model_threads(settings)
     if settings.api_workers > 1:

@@ -17,7 +17,7 @@ import time
 from jobs import datagen, train
 from streamflow import db, feature_repo, model
 from streamflow.logs import configure_logging, log_event
-from streamflow.settings import Settings, get_settings
+from streamflow.settings import Settings, settings_or_exit
 
 log = logging.getLogger("streamflow.bootstrap")
 
@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         help="retry connecting this long first (a Kubernetes Job may start before its database)",
     )
     args = parser.parse_args(argv)
-    settings = get_settings()
+    settings = settings_or_exit("bootstrap")
     configure_logging(settings.log_level, settings.log_format)
     bootstrap(settings, force=args.force, wait_for_database=args.wait_for_database)
     return 0

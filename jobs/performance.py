@@ -30,7 +30,7 @@ from streamflow.datasets import SnapshotError, load_snapshot
 from streamflow.drift import ExitCode
 from streamflow.features import TARGET, encode_frame
 from streamflow.logs import configure_logging, first_line, log_event
-from streamflow.settings import Settings
+from streamflow.settings import Settings, settings_or_exit
 
 log = logging.getLogger("streamflow.performance")
 
@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m jobs.performance", description=__doc__.split("\n")[0])
     parser.add_argument("--month", type=date.fromisoformat, action="append", help="a labelled month (repeatable)")
     args = parser.parse_args(argv)
-    settings = Settings()
+    settings = settings_or_exit("performance job")
     configure_logging(settings.log_level, settings.log_format)
     try:
         results = evaluate(settings, args.month)

@@ -29,6 +29,7 @@ from datetime import UTC, date, datetime, timedelta
 import numpy as np
 import sqlalchemy as sa
 from prometheus_client import CollectorRegistry, Gauge
+from pydantic import ValidationError
 from sklearn.metrics import log_loss, roc_auc_score
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -42,7 +43,7 @@ from streamflow.drift import ANNOTATION_PREFIX, Action, ExitCode
 from streamflow.feature_repo import open_store
 from streamflow.features import TARGET, encode_frame
 from streamflow.logs import configure_logging, first_line, log_event
-from streamflow.settings import Settings
+from streamflow.settings import Settings, describe_settings_error
 
 log = logging.getLogger("streamflow.retrain")
 
@@ -280,8 +281,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         settings = Settings(**({"retrain_mode": args.mode} if args.mode else {}))
-    except ValueError as exc:  # pydantic's ValidationError is a ValueError
-        print(f"retrain job failed (bad settings): {exc}".replace("\n", " "), file=sys.stderr)
+    except ValidationError as exc:
+        print(f"retrain job failed (bad settings): {describe_settings_error(exc)}", file=sys.stderr)
         return ExitCode.USAGE
     configure_logging(settings.log_level, settings.log_format)
     failures: list[tuple[tuple[type[BaseException], ...], ExitCode, str]] = [

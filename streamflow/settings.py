@@ -9,23 +9,27 @@ default elsewhere.
 from __future__ import annotations
 
 import os
+import sys
 from datetime import date
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
+
+from streamflow.drift import ExitCode
 
 # Secrets may also come as files, one per setting, named like the variable in lower case (e.g.
 # `streamflow_database_url`): how Kubernetes hands a Secret to a pod without putting it in the
 # environment. The directory is itself given by a variable, read once here.
 SECRETS_DIR = os.environ.get("STREAMFLOW_SECRETS_DIR") or None
+ENV_PREFIX = "STREAMFLOW_"
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="STREAMFLOW_", extra="ignore", secrets_dir=SECRETS_DIR)
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", secrets_dir=SECRETS_DIR)
 
     # --- storage -------------------------------------------------------------------------
     data_dir: Path = Field(Path("data"), description="root of the embedded default's files")
@@ -174,3 +178,24 @@ class Settings(BaseSettings):
 def get_settings() -> Settings:
     """The process-wide settings; tests build their own `Settings(...)` instead."""
     return Settings()
+
+
+def describe_settings_error(exc: ValidationError) -> str:
+    """One line naming each refused variable, its value and why, e.g.
+    `STREAMFLOW_API_PORT='tcp://10.96.0.7:8000': Input should be a valid integer`."""
+    problems = []
+    for error in exc.errors():
+        field = "_".join(str(part) for part in error["loc"]) or "settings"
+        value = f"={error['input']!r}" if isinstance(error.get("input"), str | int | float) else ""
+        problems.append(f"{ENV_PREFIX}{field.upper()}{value}: {error['msg']}")
+    return "; ".join(problems)
+
+
+def settings_or_exit(process: str) -> Settings:
+    """get_settings() for a process's entry point: bad settings end it with one line naming the
+    variable to fix and exit code 2 (ExitCode.USAGE), never a traceback."""
+    try:
+        return get_settings()
+    except ValidationError as exc:
+        print(f"{process} failed (bad settings): {describe_settings_error(exc)}", file=sys.stderr)
+        raise SystemExit(ExitCode.USAGE) from None

@@ -23,6 +23,7 @@ import time
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
 from jobs import history
@@ -33,7 +34,7 @@ from streamflow import __version__, db
 from streamflow.datasets import SnapshotError, load_snapshot, sample_rows
 from streamflow.drift import ExitCode
 from streamflow.logs import configure_logging, first_line, log_event
-from streamflow.settings import Settings
+from streamflow.settings import Settings, describe_settings_error
 
 log = logging.getLogger("streamflow.drift")
 
@@ -215,8 +216,8 @@ def main(argv: list[str] | None = None) -> int:
         overrides["log_level"] = "DEBUG" if args.verbose else "WARNING"
     try:
         settings = Settings(**overrides)  # flags win over STREAMFLOW_* variables
-    except ValueError as exc:  # pydantic's ValidationError is a ValueError
-        print(f"drift job failed (bad settings): {exc}".replace("\n", " "), file=sys.stderr)
+    except ValidationError as exc:
+        print(f"drift job failed (bad settings): {describe_settings_error(exc)}", file=sys.stderr)
         return ExitCode.USAGE
     configure_logging(settings.log_level, settings.log_format)
     threshold = args.threshold if args.threshold is not None else settings.drift_threshold

@@ -578,7 +578,9 @@ def test_make_targets_use_the_names_the_chart_renders(rendered) -> None:
     commands = result.stdout
     assert f"upgrade --install {RELEASE} charts/streamflow -n {NAMESPACE}" in commands
     api = one(objects, "Deployment", "streamflow-api")
-    assert f"--selector app.kubernetes.io/instance={api['metadata']['labels']['app.kubernetes.io/instance']}" in commands
+    assert (
+        f"--selector app.kubernetes.io/instance={api['metadata']['labels']['app.kubernetes.io/instance']}" in commands
+    )
     assert f"cronjob/{drift_cronjob(objects)['metadata']['name']}" in commands
     assert f"service/{one(objects, 'Service', 'streamflow-api')['metadata']['name']}" in commands
     status_configmap = env_of(pod_spec(drift_cronjob(objects))["containers"][0])["STREAMFLOW_STATUS_CONFIGMAP"]["value"]
