@@ -1,0 +1,43 @@
+"""`make deploy` talks and fails fast: a planted failing bootstrap Job ends `make deploy` with a
+non-zero exit, the Job's log lines and the likely fix, long before Helm's 20-minute timeout; the
+next good `make deploy` puts the release back."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from pathlib import Path
+
+from tests.e2e.conftest import FULLNAME, NAMESPACE
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def _deploy(values: str) -> tuple[subprocess.CompletedProcess[str], float]:
+    started = time.monotonic()
+    helm_args = f"HELM_ARGS=-f tests/e2e/e2e-values.yaml -f {values}"
+    result = subprocess.run(
+        ["make", "--no-print-directory", "deploy", "CLUSTER=local", helm_args],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=900, check=False, env=os.environ,
+    )  # fmt: skip
+    return result, time.monotonic() - started
+
+
+def test_a_failing_bootstrap_stops_make_deploy_with_its_log_and_the_fix(kube):
+    failed, seconds = _deploy("tests/e2e/failing-bootstrap-values.yaml")
+    print(f"make deploy with a failing bootstrap ended after {seconds:.0f}s (exit {failed.returncode})")
+    output = failed.stdout + failed.stderr
+    assert failed.returncode != 0, output
+    assert f"FAILED: {FULLNAME}-bootstrap-" in output
+    assert "bootstrap failed (bad settings): STREAMFLOW_DRIFT_THRESHOLD='not-a-number'" in output  # its log line
+    assert "likely fix:" in output
+    # the failed pod stays, for `kubectl logs`
+    pods = kube.json("-n", NAMESPACE, "get", "pods", "-l", "app.kubernetes.io/component=bootstrap")["items"]
+    assert any(pod["status"]["phase"] == "Failed" for pod in pods)
+
+    repaired, seconds = _deploy("/dev/null")
+    print(f"the good make deploy after it took {seconds:.0f}s")
+    assert repaired.returncode == 0, repaired.stdout + repaired.stderr
+    jobs = kube.json("-n", NAMESPACE, "get", "jobs", "-l", "app.kubernetes.io/component=bootstrap")["items"]
+    assert [job["status"].get("succeeded") for job in jobs] == [1]
