@@ -150,7 +150,8 @@ images: $(if $(filter local,$(CLUSTER)),venv) ## Build the API and jobs images, 
 
 # Helm waits for the API and the bootstrap Job of this revision (data, Feast, model; the API turns
 # ready after it); tools.watch says what it waits for and stops at the first failing pod with its
-# log and the likely fix, within seconds instead of at the timeout.
+# log and the likely fix, within seconds instead of at the timeout. --cleanup-on-fail: a failed
+# revision's bootstrap Job (its log already printed) goes, instead of staying and retrying.
 deploy: ## Install or upgrade the chart (IMAGE_TAG), showing what it waits for; fails fast with the failing pod's log
 	KUBECTL=$(KUBECTL) $(PYTHON3) -m tools.watch --namespace $(NAMESPACE) --selector app.kubernetes.io/instance=$(RELEASE) -- \
 	$(HELM) upgrade --install $(RELEASE) charts/streamflow -n $(NAMESPACE) --create-namespace \
@@ -160,7 +161,7 @@ deploy: ## Install or upgrade the chart (IMAGE_TAG), showing what it waits for; 
 	  --set prometheusRule.additionalLabels.release=$(KPS_RELEASE) \
 	  --set networkPolicy.prometheus.namespace=$(KPS_NAMESPACE) \
 	  $(if $(RUNBOOK_URL),--set prometheusRule.runbookBaseUrl=$(RUNBOOK_URL)) \
-	  --wait --wait-for-jobs --timeout 20m $(HELM_ARGS)
+	  --wait --wait-for-jobs --cleanup-on-fail --timeout 20m $(HELM_ARGS)
 	$(HELM) test $(RELEASE) -n $(NAMESPACE)
 
 drift-now: ## Run the drift CronJob now as a Job; wait and print its decision

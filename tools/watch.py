@@ -3,12 +3,13 @@
     python3 -m tools.watch --namespace NS --selector app.kubernetes.io/instance=R -- helm upgrade --install ...
     python3 -m tools.watch --namespace NS --job JOB --timeout 1800
 
-`helm upgrade --install` blocks silently while its post-install hook (the bootstrap Job) runs, and
-a failing hook only surfaces as a bare timeout after --timeout, its pod's logs gone. This prints,
-every few seconds when something changed, the phase of each pod of the release with the elapsed
-time; when a container fails (non-zero exit, crash loop, an image the node does not have, a pod
-the scheduler cannot place) it stops the command within seconds, prints that container's last log
-lines and the likely fix, and exits 1. With --job it waits for a Job (make drift-now) the same way.
+`helm upgrade --install --wait` blocks silently while the bootstrap Job and the API come up, and a
+failure only surfaces as a bare timeout after --timeout. This prints, when something changed (every
+30 s at least), the phase of each pod of the release with the elapsed time. A pod that fails for
+good (crash loop, an image the node does not have, a missing Secret, a pod the scheduler cannot
+place) stops the command within seconds, with that container's last log lines and the likely
+fix, exit 1. A failed run of a Job is told at once the same way, but the Job decides: it may
+retry (backoffLimit), and Helm's --wait-for-jobs (or --job here) ends when it fails for good.
 
 Standard library only (it runs with the user's python3 and kubectl, no venv): kubectl is KUBECTL
 or `kubectl` on PATH.
@@ -147,6 +148,26 @@ def pods(namespace: str, selector: str) -> list[dict]:
     return json.loads(kubectl("-n", namespace, "get", "pods", "-l", selector, "-o", "json"))["items"]
 
 
+def current(namespace: str, pod: dict) -> bool:
+    """False for a pod on its way out: terminating, or made by a Job that is gone or being deleted
+    (the bootstrap Job of the revision an upgrade replaces may retry once more meanwhile)."""
+    if pod["metadata"].get("deletionTimestamp"):
+        return False
+    for owner in pod["metadata"].get("ownerReferences", []):
+        if owner.get("kind") == "Job":
+            try:
+                job = json.loads(kubectl("-n", namespace, "get", "job", owner["name"], "-o", "json"))
+            except RuntimeError:
+                return False
+            return not job["metadata"].get("deletionTimestamp")
+    return True
+
+
+def job_of(pod: dict) -> str | None:
+    """The name of the Job that made the pod, if a Job did."""
+    return next((o["name"] for o in pod["metadata"].get("ownerReferences", []) if o.get("kind") == "Job"), None)
+
+
 def job_state(namespace: str, job: str) -> str:
     """'Complete', 'Failed' or '' from a Job's conditions."""
     found = json.loads(kubectl("-n", namespace, "get", "job", job, "-o", "json"))
@@ -177,19 +198,39 @@ def watch(namespace: str, selector: str, command: list[str] | None, job: str | N
     process = subprocess.Popen(command) if command else None
     progress = Progress()
     deadline = time.monotonic() + timeout
+    suspects: dict[str, Failure] = {}
+    told: set[str] = set()
     try:
         while True:
             found = [
                 pod
                 for pod in pods(namespace, selector)
-                if (_timestamp(pod["metadata"].get("creationTimestamp")) or 0) >= since
+                if (_timestamp(pod["metadata"].get("creationTimestamp")) or 0) >= since and current(namespace, pod)
             ]
             now = time.time()
+            seen: dict[str, Failure] = {}
             for pod in found:
                 failure = failure_of(pod, now)
-                if failure is not None:
+                if failure is None:
+                    continue
+                owner = job_of(pod)
+                if owner and failure.reason != "Unschedulable":
+                    # A Job may retry (backoffLimit): tell this attempt now, stop once the Job has
+                    # failed for good (Helm's --wait-for-jobs counts retries only: it would miss
+                    # a podFailurePolicy's FailJob and wait for its timeout)
+                    if failure.pod not in told:
+                        report(namespace, failure)
+                        told.add(failure.pod)
+                    if job_state(namespace, owner) == "Failed":
+                        print(f"FAILED: job {owner} failed; `kubectl -n {namespace} logs job/{owner}`", file=sys.stderr)
+                        return 1
+                    continue
+                # twice in a row: by the second look Helm has deleted what the new revision replaces
+                if suspects.get(failure.pod) == failure:
                     report(namespace, failure)
                     return 1
+                seen[failure.pod] = failure
+            suspects = seen
             waiting_for = f"job {job}" if job else (" ".join([Path(command[0]).name, *command[1:3]]) if command else "")
             states = "; ".join(describe(pod) for pod in found) or "no pods yet"
             progress.show(f"waiting for {waiting_for}: {states}")
@@ -198,7 +239,7 @@ def watch(namespace: str, selector: str, command: list[str] | None, job: str | N
             if job and job_state(namespace, job) == "Complete":
                 return 0
             if job and job_state(namespace, job) == "Failed":
-                print(f"FAILED: job {job} failed and left no failed pod to read", file=sys.stderr)
+                print(f"FAILED: job {job} failed{' (its pods above)' if told else ''}", file=sys.stderr)
                 return 1
             if time.monotonic() > deadline:
                 print(f"FAILED: still waiting after {timeout:.0f}s: {states}", file=sys.stderr)

@@ -353,6 +353,17 @@ def test_pod_failure_policy_fails_the_job_at_once_on_the_drift_clis_not_retryabl
     assert ExitCode.OK not in on_exit["values"]
 
 
+def test_bad_settings_fail_the_bootstrap_job_at_once(rendered) -> None:
+    bootstrap = one(rendered["default"], "Job")
+    (rule,) = bootstrap["spec"]["podFailurePolicy"]["rules"]
+    assert rule["action"] == "FailJob"
+    assert rule["onExitCodes"] == {
+        "containerName": pod_spec(bootstrap)["containers"][0]["name"],
+        "operator": "In",
+        "values": [ExitCode.USAGE],  # what settings_or_exit() exits with
+    }
+
+
 def test_explicit_months_and_schedule_reach_the_cronjob(rendered) -> None:
     cronjob = drift_cronjob(rendered["external-database-values"])
     assert cronjob["spec"]["schedule"] == "30 2 1 * *" and cronjob["spec"]["timeZone"] == "Europe/Paris"
