@@ -31,6 +31,8 @@ MONITORING_GROUP = "monitoring.coreos.com"
 CRDS = ("servicemonitors", "prometheusrules", "prometheuses")
 ANNOTATION_PREFIX = "drift.streamflow.io/"  # streamflow/drift.py; tests/unit/test_doctor.py keeps them equal
 INSTANCE_LABEL = "app.kubernetes.io/instance"
+# prometheus-operated's port by number: kps names it http-web, the operator's default is web
+PROMETHEUS_PORT = 9090
 
 
 @dataclass(frozen=True)
@@ -254,7 +256,7 @@ class Doctor:
         for prometheus in self.prometheuses():
             path = (
                 f"/api/v1/namespaces/{prometheus['metadata']['namespace']}/services/"
-                "prometheus-operated:web/proxy/api/v1/targets?state=active"
+                f"prometheus-operated:{PROMETHEUS_PORT}/proxy/api/v1/targets?state=active"
             )
             try:
                 targets = json.loads(kubectl("get", "--raw", path))["data"]["activeTargets"]
