@@ -1,23 +1,29 @@
-"""python -m tools.cluster up|down|status|env — the local node (docs/cluster.md)."""
+"""python -m tools.cluster up|down|status|env|monitoring|chart-images — the local node (docs/cluster.md)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from tools.cluster import node
+from tools.cluster import images, monitoring, node
 from tools.cluster.layout import Layout
-from tools.cluster.progress import say
+from tools.cluster.progress import say, step
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.cluster", description=__doc__)
     parser.add_argument(
         "command",
-        choices=("up", "down", "status", "env"),
+        choices=("up", "down", "status", "env", "monitoring", "chart-images"),
         help="up: start (idempotent); down: stop and restore the host; status: processes, RSS, node; "
-        "env: the shell exports for kubectl",
+        "env: the shell exports for kubectl; monitoring: prometheus-operator, Prometheus and "
+        "kube-state-metrics wired as kube-prometheus-stack (idempotent); chart-images: build and import "
+        "the third-party images k8s/local-values.yaml names (Pushgateway, PostgreSQL)",
     )
+    parser.add_argument(
+        "--release", default="kps", help="monitoring: the kube-prometheus-stack release it stands in for"
+    )
+    parser.add_argument("--namespace", default="monitoring", help="monitoring: its namespace")
     args = parser.parse_args(argv)
     layout = Layout.default()
     try:
@@ -27,6 +33,12 @@ def main(argv: list[str] | None = None) -> int:
             return 1 if node.down(layout) else 0
         elif args.command == "status":
             return 0 if node.status(layout) else 1
+        elif args.command == "monitoring":
+            monitoring.up(layout, monitoring.Names(release=args.release, namespace=args.namespace))
+        elif args.command == "chart-images":
+            with step("the chart's third-party images (k8s/local-values.yaml)"):
+                built = images.chart_dependency_images(layout)
+            images.import_missing(layout, built)
         else:
             print(f"export KUBECONFIG={layout.admin_kubeconfig}")
             print(f"export PATH={node.kubectl_path().parent}:$PATH")
