@@ -118,7 +118,12 @@ cluster: $(if $(filter local,$(CLUSTER)),venv) ## Create the local cluster at th
 	  *) echo "CLUSTER must be kind, minikube or local, not '$(CLUSTER)'" >&2; exit 2 ;; \
 	esac
 
-monitoring: ## Install kube-prometheus-stack, pinned KPS_VERSION (CRDs applied server-side, Grafana password in a Secret)
+# CLUSTER=local cannot fetch kps's chart or images: tools/cluster/monitoring.py builds and runs the same
+# wiring (operator, Prometheus selecting release=$(KPS_RELEASE), kube-state-metrics; no Grafana), docs/cluster.md
+monitoring: $(if $(filter local,$(CLUSTER)),venv) ## Install kube-prometheus-stack, pinned KPS_VERSION (CRDs applied server-side, Grafana password in a Secret); CLUSTER=local: its equivalent built here
+ifeq ($(CLUSTER),local)
+	$(PY) -m tools.cluster monitoring --release $(KPS_RELEASE) --namespace $(KPS_NAMESPACE)
+else
 	$(KUBECTL) create namespace $(KPS_NAMESPACE) --dry-run=client -o yaml | $(KUBECTL) apply -f -
 	$(KUBECTL) -n $(KPS_NAMESPACE) get secret grafana-admin >/dev/null 2>&1 || \
 	  $(KUBECTL) -n $(KPS_NAMESPACE) create secret generic grafana-admin --from-literal=admin-user=admin \
@@ -128,6 +133,7 @@ monitoring: ## Install kube-prometheus-stack, pinned KPS_VERSION (CRDs applied s
 	$(KUBECTL) apply --server-side --force-conflicts -f $(KPS_CHART_DIR)/kube-prometheus-stack/charts/crds/crds/
 	$(HELM) upgrade --install $(KPS_RELEASE) $(KPS_CHART_DIR)/kube-prometheus-stack -n $(KPS_NAMESPACE) \
 	  --skip-crds -f k8s/kube-prometheus-stack.values.yaml --wait --timeout 15m
+endif
 
 # kind: `kind load docker-image` fails with Docker's containerd image store; an image archive works with both.
 images: $(if $(filter local,$(CLUSTER)),venv) ## Build the API and jobs images, tagged IMAGE_TAG (content-addressed), and load them into the cluster
@@ -213,7 +219,7 @@ down: $(if $(filter local,$(CLUSTER)),venv) ## Delete the local cluster (CLUSTER
 cluster-status: venv ## The local node's processes (pid, RSS), node and pods (CLUSTER=local)
 	$(PY) -m tools.cluster status
 
-cluster-test: venv ## Prove the local node (restricted pod, Service DNS, PVC as UID 10001, logs/exec/port-forward); starts it if needed
+cluster-test: venv ## Prove the local node (restricted pod, Service DNS, PVC as UID 10001, logs/exec/port-forward) and its monitoring (built on first use); starts it if needed
 	$(PY) -m tools.cluster up
 	STREAMFLOW_CLUSTER_TESTS=1 $(PY) -m pytest tests/cluster $(PYTEST_ARGS)
 

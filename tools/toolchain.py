@@ -121,6 +121,8 @@ def helm_docs() -> Path:
 
 # k8s.io/kubernetes replaces its staging modules (k8s.io/api, k8s.io/client-go, ...) with local
 # paths, so `go install` refuses it; a wrapper module replaces each with its published tag instead.
+# `replace old vX => new vY` lines of a go.mod (single-line form or inside a replace block)
+_VERSION_REPLACE = re.compile(r"^(?:replace\s+|\t)(\S+ v\S+|\S+)\s+=>\s+(\S+ v\S+)\s*$", re.MULTILINE)
 _STAGING_REPLACE = re.compile(r"^\s*(k8s\.io/[\w.-]+)\s*=>\s*\./staging/", re.MULTILINE)
 
 
@@ -239,6 +241,8 @@ KUBE_NODE_COMMANDS = ("kube-controller-manager", "kube-scheduler", "kubelet", "k
 COREDNS_VERSION = VERSIONS["COREDNS_VERSION"]
 CRICTL_VERSION = VERSIONS["CRICTL_VERSION"]
 LOCAL_PATH_PROVISIONER_VERSION = VERSIONS["LOCAL_PATH_PROVISIONER_VERSION"]
+KUBE_STATE_METRICS_VERSION = VERSIONS["KUBE_STATE_METRICS_VERSION"]
+PROMETHEUS_VERSION = VERSIONS["PROMETHEUS_VERSION"]
 # CoreDNS plugins of the minimal build, in the order of CoreDNS's plugin.cfg (the order they run
 # in): directive -> package under github.com/coredns/coredns/plugin/
 COREDNS_PLUGINS = {
@@ -329,7 +333,14 @@ def kubernetes_binaries(commands: tuple[str, ...] = KUBE_NODE_COMMANDS) -> dict[
 
 
 def _go_build_module(
-    name: str, module: str, version: str, package: str = "", main_go: str = "", ldflags: tuple[str, ...] = ()
+    name: str,
+    module: str,
+    version: str,
+    package: str = "",
+    main_go: str = "",
+    ldflags: tuple[str, ...] = (),
+    overlay: tuple[tuple[str, str], ...] = (),
+    tags: tuple[str, ...] = (),
 ) -> Path:
     """Build `package` of `module`@`version` through a wrapper module, cached under CACHE.
 
@@ -338,8 +349,13 @@ def _go_build_module(
     with replace directives; a wrapper works for both). The cache directory is named by the
     version and a digest of the source and flags, so changing either builds again; the binary is
     renamed into place only once the build succeeded (an interrupted build is never cached).
+
+    `overlay`: (path inside the module, new content) pairs: the build uses a copy of the module
+    with those files replaced (`go build -overlay` may not replace files of the module cache).
+    The module's own `replace old vX => new vY` lines are applied to the wrapper too (a
+    dependency's replace directives are otherwise ignored). `tags`: build tags.
     """
-    digest = hashlib.sha256(json.dumps([package, main_go, ldflags]).encode()).hexdigest()[:8]
+    digest = hashlib.sha256(json.dumps([package, main_go, ldflags, *overlay, *tags]).encode()).hexdigest()[:8]
     target = CACHE / f"{name}-{version}-{digest}"
     binary = target / name
     if binary.exists():
@@ -352,11 +368,28 @@ def _go_build_module(
     )
     if main_go:
         (wrapper / "main.go").write_text(main_go)
+    else:
+        # Without a file importing it, `go mod tidy` drops the requirement and `go build` looks the
+        # module up again by @latest, which the proxy refuses (403) for some modules (kube-state-metrics,
+        # the Pushgateway); the tools.go pattern keeps it (the file is never built: build tag `tools`).
+        (wrapper / "tools.go").write_text(f'//go:build tools\n\npackage tools\n\nimport _ "{package or module}"\n')
     run_tool([go(), "get", f"{module}@{version}"], cwd=wrapper, env=env, timeout=1800)
+    info = json.loads(run_tool([go(), "mod", "download", "-json", f"{module}@{version}"], env=env).stdout)
+    for old, new in _VERSION_REPLACE.findall(Path(info["GoMod"]).read_text()):
+        run_tool([go(), "mod", "edit", f"-replace={old.replace(' ', '@')}={new.replace(' ', '@')}"], cwd=wrapper)
+    if overlay:
+        source = target / "source"
+        shutil.rmtree(source, ignore_errors=True)
+        shutil.copytree(info["Dir"], source, copy_function=shutil.copyfile)  # copyfile: not the cache's 0444
+        for path, content in overlay:
+            (source / path).write_text(content)
+        run_tool([go(), "mod", "edit", f"-replace={module}=../source"], cwd=wrapper)
     run_tool([go(), "mod", "tidy"], cwd=wrapper, env=env, timeout=1800)
     partial = target / f"{name}.partial"
     flags = " ".join(("-s", "-w", *ldflags))
-    run_tool([go(), "build", "-trimpath", "-ldflags", flags, "-o", str(partial), package or "."], cwd=wrapper, env=env)
+    build = [go(), "build", "-trimpath", *([f"-tags={','.join(tags)}"] if tags else []), "-ldflags", flags]
+    build += ["-o", str(partial), package or "."]
+    run_tool(build, cwd=wrapper, env=env)
     partial.rename(binary)
     return binary
 
@@ -431,3 +464,98 @@ def chart_testing() -> Path:
     )
     partial.rename(binary)
     return binary
+
+
+# --- make monitoring CLUSTER=local: what kube-prometheus-stack would pull, built here -------------
+
+PROMETHEUS_OPERATOR_MODULE = "github.com/prometheus-operator/prometheus-operator"
+
+
+def _prometheus_version_flags(version: str) -> tuple[str, ...]:
+    """-X flags of prometheus/common's version package (promu's; `--version` and build_info show them)."""
+    package = "github.com/prometheus/common/version"
+    return (f"-X {package}.Version={version}", f"-X {package}.Branch=HEAD", f"-X {package}.BuildUser=streamflow")
+
+
+@cache
+def prometheus_operator() -> Path:
+    """prometheus-operator at PROMETHEUS_OPERATOR_VERSION (its Makefile sets Version without the "v";
+    the operator derives the default config-reloader tag from it)."""
+    return _go_build_module(
+        "prometheus-operator",
+        PROMETHEUS_OPERATOR_MODULE,
+        PROMETHEUS_OPERATOR_VERSION,
+        f"{PROMETHEUS_OPERATOR_MODULE}/cmd/operator",
+        ldflags=_prometheus_version_flags(PROMETHEUS_OPERATOR_VERSION.lstrip("v")),
+    )
+
+
+@cache
+def prometheus_config_reloader() -> Path:
+    """The operator's config-reloader (init container and sidecar of every Prometheus pod), same module."""
+    return _go_build_module(
+        "prometheus-config-reloader",
+        PROMETHEUS_OPERATOR_MODULE,
+        PROMETHEUS_OPERATOR_VERSION,
+        f"{PROMETHEUS_OPERATOR_MODULE}/cmd/prometheus-config-reloader",
+        ldflags=_prometheus_version_flags(PROMETHEUS_OPERATOR_VERSION.lstrip("v")),
+    )
+
+
+# The service discoveries the Prometheus build registers (upstream's plugins/plugins.go registers
+# 24, most with a cloud SDK): Kubernetes (what the operator generates for monitors) and DNS;
+# file and HTTP SD are always in (plugins/minimum.go).
+PROMETHEUS_DISCOVERIES = ("dns", "kubernetes")
+
+
+@cache
+def prometheus_release() -> Path:
+    """Prometheus at PROMETHEUS_VERSION from its Go module (v3.M.P is tagged v0.3MM.P there), with
+    only PROMETHEUS_DISCOVERIES: a copy of the module with its plugins/plugins.go replaced cuts the cold
+    build by the cloud SDKs. No web UI (its assets are built with npm, not in the module): the
+    HTTP API only. Debian's Prometheus 2.42 cannot serve the operator: it is built without
+    Kubernetes service discovery."""
+    major, minor, patch = PROMETHEUS_VERSION.lstrip("v").split(".")
+    if major != "3":
+        raise ToolUnavailable(f"PROMETHEUS_VERSION {PROMETHEUS_VERSION}: only v3 releases map to module tags here")
+    module = "github.com/prometheus/prometheus"
+    imports = "".join(f'\t_ "{module}/discovery/{name}"\n' for name in PROMETHEUS_DISCOVERIES)
+    plugins_go = (
+        "// Generated by tools/toolchain.py: the service discoveries of the local Prometheus.\n\n"
+        f"package plugins\n\nimport (\n{imports})\n"
+    )
+    return _go_build_module(
+        "prometheus",
+        module,
+        f"v0.{300 + int(minor)}.{patch}",
+        f"{module}/cmd/prometheus",
+        ldflags=_prometheus_version_flags(PROMETHEUS_VERSION.lstrip("v")),
+        overlay=(("plugins/plugins.go", plugins_go),),
+    )
+
+
+@cache
+def kube_state_metrics() -> Path:
+    """kube-state-metrics (kube_cronjob_*, kube_job_*, ... series) at KUBE_STATE_METRICS_VERSION."""
+    module = "k8s.io/kube-state-metrics/v2"
+    return _go_build_module(
+        "kube-state-metrics",
+        module,
+        KUBE_STATE_METRICS_VERSION,
+        module,
+        ldflags=_prometheus_version_flags(KUBE_STATE_METRICS_VERSION),
+        # The time zone database in the binary: a CronJob's timeZone (the chart's Etc/UTC) is parsed
+        # with it, and an image FROM scratch has no /usr/share/zoneinfo (upstream's distroless has)
+        tags=("timetzdata",),
+    )
+
+
+@cache
+def pushgateway_release(version: str) -> Path:
+    """The Pushgateway the chart names (its pushgateway.image.tag), from source: `go install` of it is
+    refused by the proxy (403) while `go mod download` + `go build` in a wrapper module works.
+    (pushgateway() above is Debian's older 1.5.1, which the tests run on the host.)"""
+    module = "github.com/prometheus/pushgateway"
+    return _go_build_module(
+        "pushgateway", module, version, module, ldflags=_prometheus_version_flags(version.lstrip("v"))
+    )

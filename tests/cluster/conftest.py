@@ -8,4 +8,17 @@ from __future__ import annotations
 
 import os
 
+import pytest
+
+from tools.cluster import node
+from tools.cluster.layout import Layout
+
 collect_ignore_glob = [] if os.environ.get("STREAMFLOW_CLUSTER_TESTS") == "1" else ["test_*.py"]
+
+
+@pytest.fixture(scope="session")
+def layout() -> Layout:
+    found = Layout.default()
+    if not all(node.running(found).values()):
+        pytest.fail(f"the local node is not running (state {found.node}): `make cluster CLUSTER=local` first")
+    return found

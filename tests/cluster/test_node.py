@@ -46,14 +46,6 @@ RESTRICTED_CONTAINER = {
 
 
 @pytest.fixture(scope="module")
-def layout() -> Layout:
-    found = Layout.default()
-    if not all(node.running(found).values()):
-        pytest.fail(f"the local node is not running (state {found.node}): `make cluster CLUSTER=local` first")
-    return found
-
-
-@pytest.fixture(scope="module")
 def image(layout: Layout) -> str:
     """Debian bookworm minbase + busybox (wget, httpd): built once (cached), imported every run."""
     built = images.debian_image(layout, IMAGE, packages=("busybox",))

@@ -5,10 +5,11 @@ kube-scheduler, kubelet, kube-proxy, kubectl, CoreDNS, crictl and local-path-pro
 from the Go module proxy (tools.toolchain); images built with buildah and imported with ctr.
 docs/cluster.md explains every part.
 
-    python -m tools.cluster up|down|status|env
+    python -m tools.cluster up|down|status|env|monitoring|chart-images
 
 Modules: layout (paths, addresses), progress (terminal output), build (packages, binaries,
 images), images (buildah/ctr), certs (openssl PKI, kubeconfigs), configs (config files, command
 lines), processes (background processes), hoststate (record/restore the host), addons (CoreDNS,
-storage), node (up/down/status).
+storage), node (up/down/status), monitoring (prometheus-operator, Prometheus, kube-state-metrics
+wired as kube-prometheus-stack: `make monitoring CLUSTER=local`).
 """

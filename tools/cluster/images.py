@@ -13,6 +13,12 @@ Images of the node itself:
   busybox        Debian's busybox-static: the shell local-path-provisioner's helper pods run
 debian_image() makes a Debian bookworm image from an mmdebstrap rootfs (tests, and the base of
 the project's own images).
+
+Images the StreamFlow chart names but that cannot be pulled here (chart_dependency_images(), named
+as k8s/local-values.yaml tells the chart; never under the upstream names):
+  pushgateway    the chart's Pushgateway version, built from its Go module, FROM scratch
+  postgresql     Debian bookworm's postgresql-15 with an entrypoint honouring the official postgres
+                 image's environment (POSTGRES_USER, POSTGRES_PASSWORD[_FILE], POSTGRES_DB, PGDATA)
 """
 
 from __future__ import annotations
@@ -22,12 +28,16 @@ import json
 import re
 import shutil
 import subprocess
+import tarfile
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
 from tools import toolchain
 from tools.cluster.layout import Layout
+from tools.cluster.progress import say, step
 
 REGISTRY = "localhost/streamflow"
 NONROOT = "65532:65532"
@@ -176,15 +186,18 @@ def debian_image(
     packages: tuple[str, ...] = (),
     user: str = "",
     hooks: tuple[str, ...] = (),
+    files: tuple[tuple[str, str, int], ...] = (),
     config: tuple[str, ...] = (),
     inputs: bytes = b"",
 ) -> Image:
     """A Debian bookworm image from `mmdebstrap --variant=minbase` (+ packages), cached by its inputs.
 
-    hooks: mmdebstrap --customize-hook shell commands ("$1" is the rootfs); config: more
-    `buildah config` flags; inputs: the bytes of any host file a hook copies in (part of the cache key).
+    hooks: mmdebstrap hook options (`--essential-hook=…`, `--customize-hook=…`); files: (path in
+    the image, text, mode) written at the end; config: more `buildah config` flags (entrypoint, env);
+    inputs: the bytes of any host file a hook copies in (part of the cache key).
     """
-    digest = _digest(name.encode(), json.dumps([packages, user, hooks, config]).encode(), inputs)
+    extra = [hooks, files, config] if hooks or files or config else []  # without: the digest of older archives
+    digest = _digest(name.encode(), json.dumps([packages, user, *extra]).encode(), *([inputs] if inputs else []))
     archive = layout.images / f"{name.rsplit('/', 1)[-1].replace(':', '-')}-{digest}.tar"
     if archive.exists():
         return Image(name, archive)
@@ -193,14 +206,20 @@ def debian_image(
     with tempfile.TemporaryDirectory(dir=layout.images.parent if layout.images.parent.exists() else None) as scratch:
         rootfs = Path(scratch, "rootfs.tar")
         include = [f"--include={','.join(packages)}"] if packages else []
+        uploads = []
+        for number, (path, text, mode) in enumerate(files):
+            local = Path(scratch, f"file-{number}")
+            local.write_text(text)
+            uploads += [f"--customize-hook=upload {local} {path}", f'--customize-hook=chmod {mode:o} "$1{path}"']
         run(
             ["mmdebstrap", "--quiet", "--variant=minbase", *include, "--aptopt=Acquire::Retries \"3\"",
-             "--dpkgopt=path-exclude=/usr/share/{doc,man,locale}/*", *(f"--customize-hook={hook}" for hook in hooks),
-             "bookworm", str(rootfs)],
+             "--dpkgopt=path-exclude=/usr/share/{doc,man,locale}/*", *hooks, *uploads, "bookworm", str(rootfs)],
             "mmdebstrap bookworm",
             timeout=1800,
         )  # fmt: skip
-        flags = ["--cmd", '["/bin/sh"]', *(["--user", user] if user else []), *config]
+        flags = (
+            ([] if "--cmd" in config else ["--cmd", '["/bin/sh"]']) + (["--user", user] if user else []) + list(config)
+        )
         return _commit(layout, name, archive, "scratch", [(str(rootfs), "/")], flags, add=True)
 
 
@@ -215,9 +234,127 @@ def import_images(layout: Layout, images: list[Image]) -> None:
         )  # fmt: skip
 
 
+def _archive_config(archive: Path) -> str:
+    """The config digest of a docker-archive (manifest.json names the config `<hex>.json`)."""
+    with tarfile.open(archive) as tar:
+        member = tar.extractfile("manifest.json")
+        if member is None:
+            raise RuntimeError(f"{archive}: no manifest.json")
+        manifest = json.load(member)
+    return "sha256:" + manifest[0]["Config"].removesuffix(".json")
+
+
+def import_missing(layout: Layout, wanted: list[Image]) -> None:
+    """Import the images containerd lacks or holds in another build (the config digest its manifest
+    names differs from the archive's); say "already imported" for the rest."""
+    ctr = ["ctr", "--address", str(layout.containerd_socket), "--namespace", "k8s.io"]
+    listing = run([*ctr, "images", "list"], "ctr images list").stdout.splitlines()[1:]
+    manifests = {line.split()[0]: line.split()[2] for line in listing if len(line.split()) > 2}
+
+    def current(image: Image) -> bool:
+        if image.name not in manifests:
+            return False
+        manifest = json.loads(run([*ctr, "content", "get", manifests[image.name]], "ctr content get").stdout)
+        return manifest.get("config", {}).get("digest") == _archive_config(image.archive)
+
+    missing = [image for image in wanted if not current(image)]
+    if not missing:
+        say(f"  already imported: {', '.join(image.name for image in wanted)}")
+        return
+    with step(f"importing {', '.join(image.name for image in missing)}"):
+        import_images(layout, missing)
+
+
 def imported(layout: Layout) -> set[str]:
     result = run(
         ["ctr", "--address", str(layout.containerd_socket), "--namespace", "k8s.io", "images", "list", "--quiet"],
         "ctr images list",
     )
     return set(result.stdout.split())
+
+
+# --- Third-party images the StreamFlow chart names (make images CLUSTER=local) --------------------
+
+LOCAL_VALUES = toolchain.REPO_ROOT / "k8s" / "local-values.yaml"
+# The chart's postgresql: UID 70 is the `postgres` user of the official alpine image (the chart's
+# database.postgresql.runAsUser); initdb and postgres look their UID up, so the image's postgres
+# user gets 70 too, before postgresql-common's postinst would pick a free system UID.
+POSTGRES_UID = 70
+POSTGRES_ENTRYPOINT = r"""#!/bin/bash
+# The official postgres image's environment contract on Debian's PostgreSQL (made by
+# tools/cluster/images.py): POSTGRES_USER (default postgres), POSTGRES_PASSWORD or
+# POSTGRES_PASSWORD_FILE (required on first start), POSTGRES_DB (default POSTGRES_USER), PGDATA.
+# An empty PGDATA is initialised (initdb with the password, listen_addresses='*', password
+# authentication for every TCP client), then postgres replaces this script.
+set -euo pipefail
+: "${POSTGRES_USER:=postgres}"
+if [[ -n "${POSTGRES_PASSWORD_FILE:-}" ]]; then POSTGRES_PASSWORD="$(<"$POSTGRES_PASSWORD_FILE")"; fi
+: "${POSTGRES_DB:=$POSTGRES_USER}"
+export PGDATA="${PGDATA:-/var/lib/postgresql/data}"
+if [[ $# -eq 0 || "$1" == -* ]]; then set -- postgres "$@"; fi
+if [[ "$1" == postgres && ! -s "$PGDATA/PG_VERSION" ]]; then
+  if [[ -z "${POSTGRES_PASSWORD:-}" ]]; then
+    echo "error: database is uninitialized and POSTGRES_PASSWORD / POSTGRES_PASSWORD_FILE is not set" >&2
+    exit 1
+  fi
+  mkdir -p "$PGDATA" && chmod 0700 "$PGDATA"
+  initdb --username="$POSTGRES_USER" --pwfile=<(printf '%s\n' "$POSTGRES_PASSWORD") --encoding=UTF8 \
+    --locale=C.UTF-8 --auth-local=trust --auth-host=scram-sha-256 -D "$PGDATA"
+  printf "\nlisten_addresses = '*'\n" >>"$PGDATA/postgresql.conf"
+  printf 'host all all all scram-sha-256\n' >>"$PGDATA/pg_hba.conf"
+  if [[ "$POSTGRES_DB" != postgres ]]; then
+    printf 'CREATE DATABASE "%s";\n' "${POSTGRES_DB//\"/\"\"}" | postgres --single -D "$PGDATA" postgres >/dev/null
+  fi
+  echo "PostgreSQL initialised in $PGDATA (user $POSTGRES_USER, database $POSTGRES_DB)"
+fi
+exec "$@"
+"""
+
+
+def local_image_names(values: Path = LOCAL_VALUES) -> dict[str, str]:
+    """The image references k8s/local-values.yaml gives the chart, by component."""
+    found = yaml.safe_load(values.read_text())
+    sources = {"postgresql": found["database"]["postgresql"]["image"], "pushgateway": found["pushgateway"]["image"]}
+    return {what: f"{image['registry']}/{image['repository']}:{image['tag']}" for what, image in sources.items()}
+
+
+def postgresql_image(layout: Layout, name: str) -> Image:
+    """Debian bookworm's PostgreSQL (the major is the tag's first part: `15-bookworm` -> postgresql-15)."""
+    major = name.rsplit(":", 1)[1].split("-")[0]
+    uid = POSTGRES_UID
+    return debian_image(
+        layout,
+        name,
+        packages=(f"postgresql-{major}",),
+        user=f"{uid}:{uid}",
+        hooks=(
+            # before the packages: postgresql-common's postinst then finds the account and keeps its UID
+            f"--essential-hook=echo 'postgres:x:{uid}:{uid}:PostgreSQL administrator:/var/lib/postgresql:/bin/bash'"
+            ' >> "$1/etc/passwd"',
+            f"--essential-hook=echo 'postgres:x:{uid}:' >> \"$1/etc/group\"",
+            # postgresql-common's postinst creates a `main` cluster: the entrypoint makes its own in PGDATA
+            f'--customize-hook=rm -rf "$1/var/lib/postgresql/{major}" "$1/etc/postgresql/{major}"',
+        ),
+        files=(("/usr/local/bin/docker-entrypoint.sh", POSTGRES_ENTRYPOINT, 0o755),),
+        config=(
+            "--entrypoint", '["/usr/local/bin/docker-entrypoint.sh"]',
+            "--cmd", '["postgres"]',
+            # initdb, postgres and pg_isready (the chart's probes) by their bare names, as in the official image
+            "--env", f"PATH=/usr/lib/postgresql/{major}/bin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "--env", "LANG=C.UTF-8",
+            "--port", "5432",
+        ),
+    )  # fmt: skip
+
+
+def chart_dependency_images(layout: Layout) -> list[Image]:
+    """Build (cached) the third-party images the chart runs with k8s/local-values.yaml: the
+    Pushgateway at the chart's version and PostgreSQL; import them with import_images()."""
+    names = local_image_names()
+    pushgateway_version = names["pushgateway"].rsplit(":", 1)[1]
+    binary = toolchain.pushgateway_release(pushgateway_version)
+    return [
+        # the upstream image's entrypoint path; the chart passes the listen address and persistence file
+        binary_image(layout, names["pushgateway"], binary, "/bin/pushgateway"),
+        postgresql_image(layout, names["postgresql"]),
+    ]

@@ -242,17 +242,10 @@ def up(layout: Layout) -> None:
 
 
 def load_images(layout: Layout, built: list[images.Image]) -> None:
-    """Import image archives into the running node's containerd (skipping what it has already)."""
+    """Import image archives into the running node's containerd (what it lacks or holds in another build)."""
     if not all(running(layout).values()):
         raise ClusterError("the local node is not running: `make cluster CLUSTER=local` first")
-    present = images.imported(layout)
-    missing = [image for image in built if image.name not in present]
-    for image in built:
-        if image not in missing:
-            say(f"  {image.name}: in the node already")
-    if missing:
-        with step(f"importing {len(missing)} image(s) into the node's containerd"):
-            images.import_images(layout, missing)
+    images.import_missing(layout, built)
 
 
 def _usage(layout: Layout) -> None:

@@ -13,7 +13,6 @@ pushed to docker-archive tarballs and imported into the node's containerd.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import subprocess
 import time
@@ -43,11 +42,11 @@ def python_base(layout: Layout) -> images.Image:
         packages=("python3", "python3-pip", "ca-certificates"),
         hooks=(
             # The Dockerfile names the interpreter where python:slim has it
-            'ln -s /usr/bin/python3.11 "$1/usr/local/bin/python3.11"',
+            '--customize-hook=ln -s /usr/bin/python3.11 "$1/usr/local/bin/python3.11"',
             # python:slim's interpreter is not Debian-managed: its pip may install uv (PEP 668 marker)
-            'rm -f "$1/usr/lib/python3.11/EXTERNALLY-MANAGED"',
+            '--customize-hook=rm -f "$1/usr/lib/python3.11/EXTERNALLY-MANAGED"',
             # HTTPS is intercepted on this machine: the build must trust the same CAs as the host
-            f'cp {ca_bundle} "$1/etc/ssl/certs/ca-certificates.crt"',
+            f'--customize-hook=cp {ca_bundle} "$1/etc/ssl/certs/ca-certificates.crt"',
         ),
         # uv reads SSL_CERT_FILE (its default is its own bundled roots, which lack the interceptor)
         config=("--env", "SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt"),
@@ -74,7 +73,7 @@ def build(layout: Layout, tag: str, targets: tuple[str, ...] = TARGETS) -> list[
             continue
         if not _in_storage(layout, PYTHON_BASE):
             images.run([*images.buildah(layout), "pull", "--quiet", f"docker-archive:{base.archive}"], "buildah pull")
-        say(f"  building {name} (Dockerfile target {target}; the first build downloads the lock's wheels) ...")
+        say(f"  building {name} (Dockerfile target {target}; an unchanged lock reuses its venv layer) ...")
         started = time.monotonic()
         images.run(
             [*images.buildah(layout), "bud", "--quiet", "--layers", "--network", "host", "--pull=never",
@@ -87,12 +86,3 @@ def build(layout: Layout, tag: str, targets: tuple[str, ...] = TARGETS) -> list[
         say(f"  built {name} in {time.monotonic() - started:.0f}s")
         built.append(images.Image(name, archive))
     return built
-
-
-def content_digest(archive: Path) -> str:
-    """sha256 of an archive, for the record of what was imported."""
-    digest = hashlib.sha256()
-    with archive.open("rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
