@@ -2,13 +2,15 @@
 local node and run `make monitoring images deploy CLUSTER=local`; `make test` never collects them.
 
 The files run in name order, each building on the state the one before left: test_1 (the release
-as installed) ... test_6 (upgrade, then uninstall).
+as installed, with the chart's default values) ... test_7 (upgrade, then uninstall).
 """
 
 from __future__ import annotations
 
 import os
+import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -22,6 +24,15 @@ NAMESPACE = "streamflow"
 RELEASE = "streamflow"
 FULLNAME = "streamflow"  # the chart's prefix when the release name contains the chart name
 MONITORING_NAMESPACE = "monitoring"
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def make(*args: str, timeout: float = 1200) -> subprocess.CompletedProcess[str]:
+    """A make target of the README's sequence, on the local node (`make <target> CLUSTER=local`)."""
+    return subprocess.run(
+        ["make", "--no-print-directory", *args, "CLUSTER=local"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout, check=False, env=os.environ,
+    )  # fmt: skip
 
 
 @pytest.fixture(scope="session")

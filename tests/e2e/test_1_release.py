@@ -1,5 +1,6 @@
 """Proof 1: every pod of the release and of monitoring is Ready with 0 restarts and no traceback in
-its log; the bootstrap hook Job completed before the API turned Ready; `helm test` passes."""
+its log; the bootstrap Job completed before the API turned Ready; `helm test` passes; the drift
+dashboard says "no drift run yet" before the first run."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import subprocess
 
 from tests.e2e.conftest import FULLNAME, MONITORING_NAMESPACE, NAMESPACE, RELEASE
 from tools import toolchain
+from tools.monitoring import dashboards
 
 
 def _pods(kube, namespace: str) -> list[dict]:
@@ -38,7 +40,7 @@ def test_no_traceback_in_any_log(kube):
                 assert "Traceback (most recent call last)" not in log, f"{namespace}/{name}/{container['name']}:\n{log}"
 
 
-def test_bootstrap_hook_completed_before_the_api_was_ready(kube):
+def test_bootstrap_job_completed_before_the_api_was_ready(kube):
     jobs = kube.json("-n", NAMESPACE, "get", "jobs", "-l", "app.kubernetes.io/component=bootstrap")["items"]
     assert [j["metadata"]["name"].rsplit("-", 1)[0] for j in jobs] == [f"{FULLNAME}-bootstrap"]  # this revision's
     job = jobs[0]
@@ -54,8 +56,21 @@ def test_bootstrap_hook_completed_before_the_api_was_ready(kube):
 
 def test_helm_test_passes(kube):
     result = subprocess.run(
-        [str(toolchain.helm()), "--kubeconfig", kube.kubeconfig, "test", RELEASE, "-n", NAMESPACE, "--logs"],
+        # no --logs: the test pod is deleted once it succeeded (hook-delete-policy hook-succeeded)
+        [str(toolchain.helm()), "--kubeconfig", kube.kubeconfig, "test", RELEASE, "-n", NAMESPACE],
         capture_output=True, text=True, timeout=600, check=False,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Phase:          Succeeded" in result.stdout
+
+
+def test_drift_dashboard_says_no_run_yet_before_the_first_run(kube, prometheus):
+    """Installed with the chart's defaults (daily schedule), nothing has run: the "Drift runs" stat
+    of the drift dashboard, evaluated on the in-cluster Prometheus, shows the hint."""
+    panel = dashboards.panel(dashboards.committed()["drift.json"], "Drift runs")
+    (target,) = panel["targets"]
+    jobs = kube.json("-n", NAMESPACE, "get", "jobs", "-l", "app.kubernetes.io/component=drift")["items"]
+    assert jobs == [], "a drift job ran already: the proof needs the state before the first run"
+    for namespace in (NAMESPACE, ".*"):  # the release, and "All"
+        (sample,) = prometheus.query(dashboards.substitute(target["expr"], {"namespace": namespace}))
+        assert dashboards.mapped_text(panel, float(sample["value"][1])) == dashboards.NO_DRIFT_RUN_TEXT

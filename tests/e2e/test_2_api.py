@@ -7,6 +7,7 @@ import httpx
 import pytest
 
 from streamflow.features import FEATURE_NAMES
+from tests.e2e.conftest import make
 
 
 @pytest.mark.parametrize("user_id", ["4686-GEFRM", "U0001"])
@@ -29,3 +30,11 @@ def test_unknown_user_is_404_with_a_message(api_url):
 def test_bad_body_is_422(api_url, body):
     response = httpx.post(f"{api_url}/predict", json=body, timeout=30)
     assert response.status_code == 422, response.text
+
+
+def test_make_traffic_sends_bounded_requests_through_its_own_venv():
+    result = make("traffic", "N=60")
+    assert result.returncode == 0, result.stdout + result.stderr
+    # tools/traffic.py's summary: 60 requests, mostly 200 (a few unknown users: 404), no 5xx
+    assert "sent 60 requests" in result.stdout and "200=" in result.stdout
+    assert ".build/venv-clients/bin/python -m tools.traffic" in result.stdout

@@ -5,19 +5,16 @@ are on the PVC, and the drift metrics reach Prometheus through the Pushgateway."
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from streamflow.drift import ANNOTATION_PREFIX
-from tests.e2e.conftest import FULLNAME, NAMESPACE
+from tests.e2e.conftest import FULLNAME, NAMESPACE, make
 from tests.support.kube import eventually
 
 CRONJOB = f"{FULLNAME}-drift"
 STATUS = f"{FULLNAME}-drift-status"
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def _scheduled_runs(kube) -> list[dict]:
@@ -27,6 +24,10 @@ def _scheduled_runs(kube) -> list[dict]:
 
 
 def test_cronjob_fires_on_its_schedule(kube):
+    # the chart's default is daily at 06:00 UTC: `make deploy` with the per-minute schedule first
+    upgraded = make("deploy", "HELM_ARGS=-f tests/e2e/e2e-values.yaml")
+    assert upgraded.returncode == 0, upgraded.stdout + upgraded.stderr
+
     def succeeded() -> list[dict]:
         return [job for job in _scheduled_runs(kube) if job["status"].get("succeeded") == 1]
 
@@ -45,10 +46,7 @@ def test_cronjob_fires_on_its_schedule(kube):
 @pytest.fixture(scope="module")
 def drift_now(kube) -> str:
     """`make drift-now CLUSTER=local` as the README has the user run it; its output."""
-    result = subprocess.run(
-        ["make", "--no-print-directory", "drift-now", "CLUSTER=local"],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=1200, check=False, env=os.environ,
-    )  # fmt: skip
+    result = make("drift-now")
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout
 

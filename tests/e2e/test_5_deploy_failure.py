@@ -5,23 +5,15 @@ FailJob); the failed Job stays to be read, and the next good `make deploy` puts 
 
 from __future__ import annotations
 
-import os
 import subprocess
 import time
-from pathlib import Path
 
-from tests.e2e.conftest import FULLNAME, NAMESPACE
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from tests.e2e.conftest import FULLNAME, NAMESPACE, make
 
 
 def _deploy(values: str) -> tuple[subprocess.CompletedProcess[str], float]:
     started = time.monotonic()
-    helm_args = f"HELM_ARGS=-f tests/e2e/e2e-values.yaml -f {values}"
-    result = subprocess.run(
-        ["make", "--no-print-directory", "deploy", "CLUSTER=local", helm_args],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=900, check=False, env=os.environ,
-    )  # fmt: skip
+    result = make("deploy", f"HELM_ARGS=-f tests/e2e/e2e-values.yaml -f {values}", timeout=900)
     return result, time.monotonic() - started
 
 

@@ -1,25 +1,18 @@
-"""Proof 6 (run before the upgrade): `make doctor` passes on the good install and names the fault on
+"""Proof 6 (before the upgrade and uninstall of test_7): `make doctor` passes on the good install and names the fault on
 a broken one: a ServiceMonitor with the wrong `release` label, a deleted PrometheusRule."""
 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
-from tests.e2e.conftest import FULLNAME, NAMESPACE
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from tests.e2e.conftest import FULLNAME, NAMESPACE, make
 
 
 def _doctor() -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["make", "--no-print-directory", "doctor", "CLUSTER=local"],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300, check=False, env=os.environ,
-    )  # fmt: skip
+    return make("doctor", timeout=300)
 
 
 def _verdicts(output: str) -> dict[str, str]:
