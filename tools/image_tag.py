@@ -1,6 +1,7 @@
 """The tag `make images` gives the API and jobs images: named by their content, never reused.
 
-`g<commit>` (the short hash of HEAD) when the build context is as committed, otherwise
+`g<commit>` (the short hash of the last commit that changed the build context) when the context is
+as committed, otherwise
 `g<commit>-dirty-<hash12>`: the first 12 hex digits of a SHA-256 over the context's changes since
 HEAD (the diff of tracked files and the path and bytes of every untracked file that git does not
 ignore). The build context is what .dockerignore lets in (its `!` lines: the two image locks,
@@ -35,7 +36,8 @@ def context_paths(dockerignore: Path) -> list[str]:
 
 def image_tag(repo: Path = REPO_ROOT) -> str:
     paths = context_paths(repo / ".dockerignore")
-    commit = _git(repo, "rev-parse", "--short=12", "HEAD").decode().strip()
+    # the last commit that changed the context, not HEAD: a commit of docs or tests rebuilds nothing
+    commit = _git(repo, "log", "-1", "--format=%h", "--abbrev=12", "--", *paths).decode().strip()
     diff = _git(repo, "diff", "HEAD", "--binary", "--", *paths)
     untracked = _git(repo, "ls-files", "--others", "--exclude-standard", "-z", "--", *paths).split(b"\0")
     if not diff and not any(untracked):

@@ -72,3 +72,14 @@ def test_a_new_commit_gives_a_new_clean_tag(repo: Path) -> None:
     (repo / "streamflow" / "core.py").write_text("VALUE = 2\n")
     git(repo, "commit", "-q", "-am", "second")
     assert image_tag(repo) != clean and "dirty" not in image_tag(repo)
+
+
+def test_a_commit_outside_the_context_keeps_the_tag(repo: Path) -> None:
+    """A commit of docs or tests builds the same images: no new tag, no rebuild, no rollout."""
+    before = image_tag(repo)
+    (repo / "README.md").write_text("more docs\n")
+    git(repo, "commit", "-q", "-am", "docs only")
+    assert image_tag(repo) == before
+    (repo / "streamflow" / "core.py").write_text("VALUE = 5\n")
+    git(repo, "commit", "-q", "-am", "code")
+    assert image_tag(repo) == "g" + git(repo, "rev-parse", "--short=12", "HEAD").strip() != before
