@@ -154,12 +154,14 @@ images: $(if $(filter local,$(CLUSTER)),venv) ## Build the API and jobs images, 
 	done
 	@echo "images tagged $(IMAGE_TAG): make deploy uses the same tag (IMAGE_TAG=... to deploy another)"
 
-# Helm waits for the API and the bootstrap Job of this revision (data, Feast, model; the API turns
-# ready after it); tools.watch says what it waits for and stops at the first failing pod with its
-# log and the likely fix, within seconds instead of at the timeout. --cleanup-on-fail: a failed
-# revision's bootstrap Job (its log already printed) goes, instead of staying and retrying.
+# No `helm --wait`: it also waits for every PVC to be Bound, and the drift reports' PVC binds only
+# when the CronJob first runs (WaitForFirstConsumer, kind's and minikube's default class), so it
+# would hang until the timeout. tools.watch waits instead, for the API's rollout and this
+# revision's bootstrap Job, says what it waits for, and stops at the first failing pod with its
+# log and the likely fix, within seconds.
 deploy: ## Install or upgrade the chart (IMAGE_TAG), showing what it waits for; fails fast with the failing pod's log
-	KUBECTL=$(KUBECTL) $(PYTHON3) -m tools.watch --namespace $(NAMESPACE) --selector app.kubernetes.io/instance=$(RELEASE) -- \
+	KUBECTL=$(KUBECTL) $(PYTHON3) -m tools.watch --namespace $(NAMESPACE) --selector app.kubernetes.io/instance=$(RELEASE) \
+	  --rollout $(FULLNAME)-api --jobs app.kubernetes.io/component=bootstrap,app.kubernetes.io/instance=$(RELEASE) --timeout 1200 -- \
 	$(HELM) upgrade --install $(RELEASE) charts/streamflow -n $(NAMESPACE) --create-namespace \
 	  $(if $(filter local,$(CLUSTER)),-f k8s/local-values.yaml) \
 	  --set api.image.tag=$(IMAGE_TAG),bootstrap.image.tag=$(IMAGE_TAG),drift.image.tag=$(IMAGE_TAG) \
@@ -167,7 +169,7 @@ deploy: ## Install or upgrade the chart (IMAGE_TAG), showing what it waits for; 
 	  --set prometheusRule.additionalLabels.release=$(KPS_RELEASE) \
 	  --set networkPolicy.prometheus.namespace=$(KPS_NAMESPACE) \
 	  $(if $(RUNBOOK_URL),--set prometheusRule.runbookBaseUrl=$(RUNBOOK_URL)) \
-	  --wait --wait-for-jobs --cleanup-on-fail --timeout 20m $(HELM_ARGS)
+	  --cleanup-on-fail $(HELM_ARGS)
 	$(HELM) test $(RELEASE) -n $(NAMESPACE)
 
 drift-now: ## Run the drift CronJob now as a Job; wait and print its decision

@@ -85,6 +85,9 @@ def image_set_args(image_tag: str, values: dict) -> str:
         pairs += [
             f"{path}.image.{key}={image[key]}" for key in ("registry", "repository", "tag", "digest", "pullPolicy")
         ]
+    # ct install always runs `helm install --wait`, which waits for every PVC to be Bound; the drift
+    # reports' PVC binds only at the CronJob's first run (WaitForFirstConsumer), so it would hang
+    pairs.append("drift.reports.persistence.enabled=false")
     return "--set=" + ",".join(pairs)
 
 

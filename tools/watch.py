@@ -192,7 +192,32 @@ class Progress:
             self.last_line, self.last_print = line, now
 
 
-def watch(namespace: str, selector: str, command: list[str] | None, job: str | None, timeout: float) -> int:
+def rollout_done(namespace: str, deployment: str) -> bool:
+    """`kubectl rollout status`'s test: the newest spec observed, every replica updated and available."""
+    found = json.loads(kubectl("-n", namespace, "get", "deployment", deployment, "-o", "json"))
+    wanted, status = found["spec"].get("replicas", 1), found.get("status", {})
+    return status.get("observedGeneration", 0) >= found["metadata"]["generation"] and (
+        status.get("updatedReplicas", 0) == status.get("availableReplicas", 0) == status.get("replicas", 0) == wanted
+    )
+
+
+def newest_job(namespace: str, selector: str) -> str | None:
+    jobs = json.loads(kubectl("-n", namespace, "get", "jobs", "-l", selector, "-o", "json"))["items"]
+    newest = max(jobs, key=lambda job: job["metadata"]["creationTimestamp"], default=None)
+    return newest["metadata"]["name"] if newest else None
+
+
+def watch(
+    namespace: str,
+    selector: str,
+    command: list[str] | None,
+    job: str | None,
+    timeout: float,
+    rollouts: tuple[str, ...] = (),
+    jobs_selector: str | None = None,
+) -> int:
+    """Run `command` (or wait for `job`) while watching the pods; with a command, once it succeeded,
+    wait on for each Deployment of `rollouts` and the newest Job of `jobs_selector` to finish."""
     # Only pods made by this run: a failed pod of an earlier CronJob run is history, not this failure
     since = time.time() - CLOCK_SKEW_SECONDS
     process = subprocess.Popen(command) if command else None
@@ -200,6 +225,7 @@ def watch(namespace: str, selector: str, command: list[str] | None, job: str | N
     deadline = time.monotonic() + timeout
     suspects: dict[str, Failure] = {}
     told: set[str] = set()
+    command_name = ""
     try:
         while True:
             found = [
@@ -233,9 +259,21 @@ def watch(namespace: str, selector: str, command: list[str] | None, job: str | N
             suspects = seen
             waiting_for = f"job {job}" if job else (" ".join([Path(command[0]).name, *command[1:3]]) if command else "")
             states = "; ".join(describe(pod) for pod in found) or "no pods yet"
-            progress.show(f"waiting for {waiting_for}: {states}")
+            progress.show(f"waiting for {command_name or waiting_for}: {states}")
             if process is not None and process.poll() is not None:
-                return process.returncode
+                if process.returncode != 0 or not (rollouts or jobs_selector):
+                    return process.returncode
+                waited = [f"deployment/{d}" for d in rollouts if not rollout_done(namespace, d)]
+                newest = newest_job(namespace, jobs_selector) if jobs_selector else None
+                state = job_state(namespace, newest) if newest else "Complete"
+                if state == "Failed":
+                    print(f"FAILED: job {newest} failed; `kubectl -n {namespace} logs job/{newest}`", file=sys.stderr)
+                    return 1
+                if state != "Complete":
+                    waited.append(f"job/{newest}")
+                if not waited:
+                    return 0
+                command_name = f"{' '.join(waited)} (after {Path(command[0]).name})" if command else ""
             if job and job_state(namespace, job) == "Complete":
                 return 0
             if job and job_state(namespace, job) == "Failed":
@@ -257,6 +295,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--selector", help="label selector of the pods to watch (the release's)")
     parser.add_argument("--job", help="wait for this Job (its pods are selected by job-name)")
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds (default 1800)")
+    parser.add_argument(
+        "--rollout", action="append", default=[], metavar="DEPLOYMENT", help="after the command: wait for its rollout"
+    )
+    parser.add_argument("--jobs", metavar="SELECTOR", help="after the command: wait for the newest Job it selects")
     parser.add_argument("command", nargs="*", help="the command to run while watching (after --)")
     args = parser.parse_args(argv)
     if not args.command and not args.job:
@@ -265,7 +307,9 @@ def main(argv: list[str] | None = None) -> int:
     if selector is None:
         parser.error("--selector is needed with a command")
     try:
-        return watch(args.namespace, selector, args.command or None, args.job, args.timeout)
+        return watch(
+            args.namespace, selector, args.command or None, args.job, args.timeout, tuple(args.rollout), args.jobs
+        )
     except (RuntimeError, subprocess.TimeoutExpired) as error:
         print(f"FAILED: {error}", file=sys.stderr)
         return 1
