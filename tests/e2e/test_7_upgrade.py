@@ -60,7 +60,7 @@ def test_upgrade_rolls_out_with_no_failed_request(kube):
     time.sleep(5)
     upgrade = _helm(
         kube, "upgrade", RELEASE, "charts/streamflow", "-n", NAMESPACE, "--reuse-values",
-        "--set", "api.replicas=2", "--set", f"drift.threshold={NEW_THRESHOLD}",
+        "--set", "api.replicas=2", "--set-json", f"drift.threshold={NEW_THRESHOLD}",  # --set reads 0.45 as a string
         # a changed pod template: the API Deployment rolls its pods, not only scales
         "--set-string", f"api.podAnnotations.e2e-rollout={int(time.time())}",
     )  # fmt: skip
