@@ -2,7 +2,8 @@
 
     make cluster monitoring images deploy CLUSTER=local   (the chart's default values; the drift proofs
                                                            then upgrade to a per-minute schedule)
-    STREAMFLOW_E2E=1 pytest tests/e2e                     (pods, API, CronJob, Prometheus, upgrade, doctor)
+    STREAMFLOW_E2E=1 pytest tests/e2e                     (pods, API, CronJob, Prometheus, doctor, upgrade)
+    make ct-install CLUSTER=local                         (ct install of every charts/streamflow/ci/*.yaml)
     make down CLUSTER=local                               (unless the node ran before, or E2E_KEEP=1)
 
 Each step's wall time goes to the terminal and to reports/e2e.json. A step that fails stops the
@@ -38,6 +39,8 @@ def steps(python: str) -> list[tuple[str, list[str], dict[str, str]]]:
         ("fresh", [python, "-m", "tools.e2e", "--remove-release"], {}),
         ("deploy", [*make, "deploy", "CLUSTER=local"], {}),
         ("tests", [python, "-m", "pytest", "tests/e2e", "-v", *sys.argv[1:]], {"STREAMFLOW_E2E": "1"}),
+        # every ci/*-values.yaml scenario installed, `helm test`ed and uninstalled by chart-testing
+        ("ct-install", [*make, "ct-install", "CLUSTER=local"], {}),
     ]
 
 

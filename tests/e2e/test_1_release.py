@@ -4,9 +4,13 @@ dashboard says "no drift run yet" before the first run."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 
+import pytest
+
 from tests.e2e.conftest import FULLNAME, MONITORING_NAMESPACE, NAMESPACE, RELEASE
+from tests.support import images
 from tools import toolchain
 from tools.monitoring import dashboards
 
@@ -74,3 +78,29 @@ def test_drift_dashboard_says_no_run_yet_before_the_first_run(kube, prometheus):
     for namespace in (NAMESPACE, ".*"):  # the release, and "All"
         (sample,) = prometheus.query(dashboards.substitute(target["expr"], {"namespace": namespace}))
         assert dashboards.mapped_text(panel, float(sample["value"][1])) == dashboards.NO_DRIFT_RUN_TEXT
+
+
+LIST_IMAGE = (
+    "import importlib.metadata as m, json, os; print(json.dumps({'app': sorted(os.listdir('/app')), "
+    "'dists': sorted({d.metadata['Name'] for d in m.distributions()}), 'user': os.getuid()}))"
+)
+
+
+@pytest.mark.parametrize("image", ["api", "jobs"])
+def test_each_image_holds_what_the_tests_say(kube, image):
+    """The images as built hold exactly the first-party packages tests/support/images.py reads from
+    the Dockerfile, and exactly the packages of their own lock (the API image no Evidently)."""
+    if image == "api":
+        template = kube.json("-n", NAMESPACE, "get", "deployment", f"{FULLNAME}-api")["spec"]["template"]
+    else:
+        cronjob = kube.json("-n", NAMESPACE, "get", "cronjob", f"{FULLNAME}-drift")
+        template = cronjob["spec"]["jobTemplate"]["spec"]["template"]
+    reference = template["spec"]["containers"][0]["image"]
+    output = kube.run(
+        "-n", NAMESPACE, "run", f"e2e-list-{image}", f"--image={reference}", "--image-pull-policy=IfNotPresent",
+        "--restart=Never", "--rm", "-i", "--quiet", "--command", "--", "python", "-c", LIST_IMAGE, timeout=180,
+    )  # fmt: skip
+    found = json.loads(output.strip().splitlines()[-1])
+    assert set(found["app"]) == images.image_packages(image)
+    assert {images.normalize(d) for d in found["dists"]} == set(images.lock_pins(images.image_lock(image)))
+    assert found["user"] == 10001
