@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from functools import partial
 
 import httpx
 import pytest
@@ -43,10 +44,10 @@ def _decision(kube) -> dict[str, str]:
 
 
 def _run(kube, *names: str) -> dict[str, str]:
-    return {
-        name: eventually(f"job {name} to finish", lambda name=name: _finished(kube, name), timeout=600, interval=5)
-        for name in names
-    }
+    outcomes = {}
+    for name in names:
+        outcomes[name] = eventually(f"job {name} to finish", partial(_finished, kube, name), timeout=600, interval=5)
+    return outcomes
 
 
 @pytest.fixture(scope="module")

@@ -334,6 +334,10 @@ def postgresql_image(layout: Layout, name: str) -> Image:
             f"--essential-hook=echo 'postgres:x:{uid}:' >> \"$1/etc/group\"",
             # postgresql-common's postinst creates a `main` cluster: the entrypoint makes its own in PGDATA
             f'--customize-hook=rm -rf "$1/var/lib/postgresql/{major}" "$1/etc/postgresql/{major}"',
+            # the socket directory, as the postgres image has it: Debian's package leaves it to
+            # systemd-tmpfiles at boot, so a pod without the chart's emptyDir there (ct install's
+            # external database) failed: `could not create lock file "/var/run/postgresql/..."`
+            f'--customize-hook=install -d -o {uid} -g {uid} -m 2775 "$1/run/postgresql"',
         ),
         files=(("/usr/local/bin/docker-entrypoint.sh", POSTGRES_ENTRYPOINT, 0o755),),
         config=(
