@@ -477,29 +477,28 @@ def _prometheus_version_flags(version: str) -> tuple[str, ...]:
     return (f"-X {package}.Version={version}", f"-X {package}.Branch=HEAD", f"-X {package}.BuildUser=streamflow")
 
 
-@cache
-def prometheus_operator() -> Path:
-    """prometheus-operator at PROMETHEUS_OPERATOR_VERSION (its Makefile sets Version without the "v";
-    the operator derives the default config-reloader tag from it)."""
+def _prometheus_operator_command(name: str) -> Path:
+    """The command `name` of the prometheus-operator module (cmd/<name>) at PROMETHEUS_OPERATOR_VERSION
+    (its Makefile sets Version without the "v"; the operator derives the default config-reloader
+    tag from it)."""
     return _go_build_module(
-        "prometheus-operator",
+        name,
         PROMETHEUS_OPERATOR_MODULE,
         PROMETHEUS_OPERATOR_VERSION,
-        f"{PROMETHEUS_OPERATOR_MODULE}/cmd/operator",
+        f"{PROMETHEUS_OPERATOR_MODULE}/cmd/{'operator' if name == 'prometheus-operator' else name}",
         ldflags=_prometheus_version_flags(PROMETHEUS_OPERATOR_VERSION.lstrip("v")),
     )
+
+
+@cache
+def prometheus_operator() -> Path:
+    return _prometheus_operator_command("prometheus-operator")
 
 
 @cache
 def prometheus_config_reloader() -> Path:
     """The operator's config-reloader (init container and sidecar of every Prometheus pod), same module."""
-    return _go_build_module(
-        "prometheus-config-reloader",
-        PROMETHEUS_OPERATOR_MODULE,
-        PROMETHEUS_OPERATOR_VERSION,
-        f"{PROMETHEUS_OPERATOR_MODULE}/cmd/prometheus-config-reloader",
-        ldflags=_prometheus_version_flags(PROMETHEUS_OPERATOR_VERSION.lstrip("v")),
-    )
+    return _prometheus_operator_command("prometheus-config-reloader")
 
 
 # The service discoveries the Prometheus build registers (upstream's plugins/plugins.go registers

@@ -229,6 +229,15 @@ def api_dashboard() -> model.Dashboard:
         )
         return f"{good} / sum(rate(api_request_latency_seconds_count{{{slo_routes}}}[{window}]))"
 
+    def sli_vs_objective(slo: str, good: str, sli: str, legend: str):
+        return _timeseries(
+            f"{slo.capitalize()} SLI vs objective",
+            f"Share of {_slo_routes()} requests {good}, and the objective.",
+            "percentunit",
+            _query(sli, legend, "A"),
+            _query(f'max(streamflow:slo_objective{{{ns}, slo="{slo}"}})', "objective", "B"),
+        )
+
     def burn_rate_panel(slo: str):
         return _timeseries(
             f"{slo.capitalize()} error budget burn rate",
@@ -430,23 +439,9 @@ def api_dashboard() -> model.Dashboard:
                 width=12,
             ).decimals(3)
         )
+        .with_panel(sli_vs_objective("availability", "not answered 5xx", availability(RATE), "availability"))
         .with_panel(
-            _timeseries(
-                "Availability SLI vs objective",
-                f"Share of {_slo_routes()} requests not answered 5xx, and the objective.",
-                "percentunit",
-                _query(availability(RATE), "availability", "A"),
-                _query(f'max(streamflow:slo_objective{{{ns}, slo="availability"}})', "objective", "B"),
-            )
-        )
-        .with_panel(
-            _timeseries(
-                "Latency SLI vs objective",
-                f"Share of {_slo_routes()} requests answered within the latency bound, and the objective.",
-                "percentunit",
-                _query(latency_sli(RATE), "within the bound", "A"),
-                _query(f'max(streamflow:slo_objective{{{ns}, slo="latency"}})', "objective", "B"),
-            )
+            sli_vs_objective("latency", "answered within the latency bound", latency_sli(RATE), "within the bound")
         )
         .with_panel(burn_rate_panel("availability"))
         .with_panel(burn_rate_panel("latency"))
