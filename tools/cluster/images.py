@@ -338,6 +338,7 @@ def postgresql_image(layout: Layout, name: str) -> Image:
             # systemd-tmpfiles at boot, so a pod without the chart's emptyDir there (ct install's
             # external database) failed: `could not create lock file "/var/run/postgresql/..."`
             f'--customize-hook=install -d -o {uid} -g {uid} -m 2775 "$1/run/postgresql"',
+            "--skip=cleanup/run",  # mmdebstrap empties /run last (a tmpfs on a booted system) otherwise
         ),
         files=(("/usr/local/bin/docker-entrypoint.sh", POSTGRES_ENTRYPOINT, 0o755),),
         config=(
