@@ -36,7 +36,7 @@ DIGEST = "sha256:" + "0123456789abcdef" * 4
 WORKLOADS = {
     "api": ("Deployment", "streamflow-api"),
     "drift": ("CronJob", "streamflow-drift"),
-    "bootstrap": ("Job", "streamflow-bootstrap"),
+    "bootstrap": ("Job", "streamflow-bootstrap-1"),  # one Job per release revision
     "database.postgresql": ("StatefulSet", "streamflow-postgresql"),
     "pushgateway": ("Deployment", "streamflow-pushgateway"),
     "tests": ("Pod", "streamflow-test-api"),
