@@ -99,3 +99,12 @@ def test_drift_metrics_reach_prometheus_through_the_pushgateway(kube, prometheus
     eventually(f"streamflow_drift_share == {expected} in Prometheus", pushed_share, timeout=120)
     triggered = prometheus.value(f'streamflow_drift_retraining_triggered{{namespace="{NAMESPACE}"}}')
     assert triggered == (1.0 if annotations["decision"] == "RETRAINING_TRIGGERED" else 0.0)
+
+
+def test_make_status_shows_the_running_tag_and_the_decision(kube, drift_now):
+    result = make("status")
+    assert result.returncode == 0, result.stdout + result.stderr
+    image = kube.json("-n", NAMESPACE, "get", "deployment", f"{FULLNAME}-api")["spec"]["template"]["spec"]
+    assert image["containers"][0]["image"] in result.stdout  # the content tag the pods run
+    decision = _annotations(kube)["decision"]
+    assert f"{ANNOTATION_PREFIX}decision={decision}" in result.stdout

@@ -6,12 +6,16 @@ after January-vs-February."""
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
 import time
 
 import httpx
 
-from tests.e2e.conftest import FULLNAME, NAMESPACE
+from tests.e2e.conftest import FULLNAME, NAMESPACE, REPO_ROOT
 from tests.support.kube import eventually
+from tools import toolchain
 
 SENT = 37  # an odd count, so a doubled or a dropped scrape cannot pass for it
 SCRAPE_INTERVAL_SECONDS = 15  # the local node's Prometheus (tools/cluster/monitoring.py)
@@ -99,3 +103,21 @@ def test_rule_loaded_and_drift_alert_follows_the_decision(kube, prometheus):
             f'max(streamflow_drift_retraining_triggered{{namespace="{NAMESPACE}"}})') == 0,
         240,
     )  # fmt: skip
+
+
+def test_make_prometheus_forwards_the_in_cluster_prometheus():
+    """`make prometheus` as the README runs it: a port-forward to 127.0.0.1:9090 until stopped."""
+    forward = subprocess.Popen(
+        ["make", "--no-print-directory", "prometheus", "CLUSTER=local"],
+        cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )  # fmt: skip
+    try:
+        ready = eventually(
+            "Prometheus on 127.0.0.1:9090", lambda: httpx.get("http://127.0.0.1:9090/-/ready", timeout=5), 60, 1
+        )
+        assert ready.status_code == 200
+        build = httpx.get("http://127.0.0.1:9090/api/v1/status/buildinfo", timeout=5).json()["data"]
+        assert build["version"] == toolchain.VERSIONS["PROMETHEUS_VERSION"].lstrip("v")  # the one built here
+    finally:
+        os.killpg(forward.pid, signal.SIGTERM)
+        forward.wait(timeout=30)
