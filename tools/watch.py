@@ -3,13 +3,14 @@
     python3 -m tools.watch --namespace NS --selector app.kubernetes.io/instance=R -- helm upgrade --install ...
     python3 -m tools.watch --namespace NS --job JOB --timeout 1800
 
-`helm upgrade --install --wait` blocks silently while the bootstrap Job and the API come up, and a
-failure only surfaces as a bare timeout after --timeout. This prints, when something changed (every
-30 s at least), the phase of each pod of the release with the elapsed time. A pod that fails for
-good (crash loop, an image the node does not have, a missing Secret, a pod the scheduler cannot
-place) stops the command within seconds, with that container's last log lines and the likely
-fix, exit 1. A failed run of a Job is told at once the same way, but the Job decides: it may
-retry (backoffLimit), and Helm's --wait-for-jobs (or --job here) ends when it fails for good.
+`helm upgrade --install` returns before anything runs, and with `--wait` it blocks silently (and
+hangs on a WaitForFirstConsumer PVC): a failure only surfaces as a bare timeout. After the command,
+this waits for the --rollout Deployments and the newest --jobs Job, and prints, when something
+changed (every 30 s at least), the phase of each pod of the release with the elapsed time. A pod
+that fails for good (crash loop, an image the node does not have, a missing Secret, a pod the
+scheduler cannot place) stops the command within seconds, with that container's last log lines
+and the likely fix, exit 1. A failed run of a Job is told at once the same way, but the Job
+decides: it may retry (backoffLimit); the watch ends when the Job has failed for good.
 
 Standard library only (it runs with the user's python3 and kubectl, no venv): kubectl is KUBECTL
 or `kubectl` on PATH.
