@@ -5,7 +5,6 @@ after January-vs-February."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -67,11 +66,7 @@ def _run_drift(kube, reference: str, current: str) -> None:
     """A Job from the CronJob's template with explicit months (the way `make drift-now` runs it)."""
     name = f"{FULLNAME}-drift-e2e-{current.replace('-', '')}"
     kube.run("-n", NAMESPACE, "delete", "job", name, "--ignore-not-found", "--wait")
-    job = json.loads(kube.run("-n", NAMESPACE, "create", "job", name, f"--from=cronjob/{FULLNAME}-drift",
-                              "--dry-run=client", "-o", "json"))  # fmt: skip
-    container = job["spec"]["template"]["spec"]["containers"][0]
-    container["args"] = ["--reference", reference, "--current", current]
-    kube.apply(job)
+    kube.job_from_cronjob(NAMESPACE, f"{FULLNAME}-drift", name, ["--reference", reference, "--current", current])
     eventually(
         f"drift job {reference} vs {current} to succeed",
         lambda: kube.json("-n", NAMESPACE, "get", "job", name)["status"].get("succeeded") == 1,

@@ -8,7 +8,6 @@ CronJobs, and a drift run that fails (bad arguments), which must leave the last 
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from functools import partial
@@ -22,14 +21,6 @@ from tools.monitoring import dashboards, observe
 
 RATE_INTERVAL = "1m"  # Grafana's $__rate_interval for a 15 s scrape interval: 4 x 15 s
 STATUS_PREFIX = "drift.streamflow.io/"
-
-
-def _job_from(kube, cronjob: str, name: str, args: list[str] | None = None) -> None:
-    job = json.loads(kube.run("-n", NAMESPACE, "create", "job", name, f"--from=cronjob/{cronjob}",
-                              "--dry-run=client", "-o", "json"))  # fmt: skip
-    if args is not None:
-        job["spec"]["template"]["spec"]["containers"][0]["args"] = args
-    kube.apply(job)
 
 
 def _finished(kube, name: str) -> str:
@@ -53,11 +44,12 @@ def _run(kube, *names: str) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def loop_ran(kube, api_url) -> dict[str, str]:
     for cronjob in ("retrain", "performance"):
-        _job_from(kube, f"{FULLNAME}-{cronjob}", f"{FULLNAME}-{cronjob}-e2e")
+        kube.job_from_cronjob(NAMESPACE, f"{FULLNAME}-{cronjob}", f"{FULLNAME}-{cronjob}-e2e")
     outcomes = _run(kube, f"{FULLNAME}-retrain-e2e", f"{FULLNAME}-performance-e2e")
     before = _decision(kube)
-    _job_from(kube, f"{FULLNAME}-drift", f"{FULLNAME}-drift-e2e-failing", ["--reference", "not-a-date"])
-    outcomes |= _run(kube, f"{FULLNAME}-drift-e2e-failing")
+    failing = f"{FULLNAME}-drift-e2e-failing"
+    kube.job_from_cronjob(NAMESPACE, f"{FULLNAME}-drift", failing, ["--reference", "not-a-date"])
+    outcomes |= _run(kube, failing)
     outcomes["status kept"] = str(before == _decision(kube) and bool(before))
     # test_3 suspended the schedule; kube-state-metrics has no next run time for a suspended CronJob
     kube.run(

@@ -40,6 +40,15 @@ class Kube:
     def apply(self, manifest: dict) -> None:
         self.run("apply", "-f", "-", stdin=json.dumps(manifest))
 
+    def job_from_cronjob(self, namespace: str, cronjob: str, name: str, args: list[str] | None = None) -> None:
+        """Job `name` from the CronJob's template, as `make drift-now` makes one, its first container
+        given `args` when set (explicit months, a planted bad argument)."""
+        job = json.loads(self.run("-n", namespace, "create", "job", name, f"--from=cronjob/{cronjob}",
+                                  "--dry-run=client", "-o", "json"))  # fmt: skip
+        if args is not None:
+            job["spec"]["template"]["spec"]["containers"][0]["args"] = args
+        self.apply(job)
+
     @contextmanager
     def port_forward(self, namespace: str, target: str, port: int) -> Iterator[str]:
         """`kubectl port-forward` to a free local port; yields http://127.0.0.1:<port>."""
